@@ -1,0 +1,44 @@
+# Quick start:  make lessons  (run every lesson, write build/lessons/index.html)
+#               make test     (run every test)
+# Both create .venv and install what they need on first use.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PY := $(BIN)/python
+export PATH := $(abspath $(BIN)):$(PATH)
+INSTALLED := $(VENV)/.installed
+
+.PHONY: install lessons test lab exercises sync bench clean
+
+install: $(INSTALLED)
+
+$(INSTALLED): requirements.txt pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) -m pip install --quiet --no-deps -e .
+	touch $@
+
+lessons: $(INSTALLED)
+	$(PY) -m coursekit.gallery notebooks --out build/lessons
+
+# Unit tests in two processes; notebooks one at a time, so that their wall times are honest.
+test: export COURSEKIT_PROFILE ?= smoke
+test: $(INSTALLED)
+	$(PY) -m pytest tests -n 2 --durations=10
+	$(PY) -m pytest --nbval-lax notebooks solutions exercises
+
+lab: $(INSTALLED)
+	$(BIN)/jupyter lab
+
+exercises: $(INSTALLED)
+	$(PY) -m coursekit.exercises build
+
+sync: $(INSTALLED)
+	$(PY) -m coursekit.course sync
+
+bench: $(INSTALLED)
+	for script in bench/*.py; do $(PY) $$script || exit 1; done
+
+clean:
+	rm -rf build outputs .pytest_cache

@@ -1,0 +1,17 @@
+"""coursekit: the helper package of the course "What CNNs Learn".
+
+Import it before Keras: it puts an offline Keras cache in place when ``COURSEKIT_OFFLINE_CACHE``
+is set. Modules: ``env`` (profiles, Colab/GPU/offline), ``models``, ``data``, ``features``,
+``plotting``; the lessons add ``filters``, ``saliency``, ``cam``, ``occlusion``, ``metrics``,
+``sanity`` and ``checks``.
+"""
+from . import env
+
+__version__ = "0.1.0"
+
+env.use_offline_cache()
+
+
+def setup(seed: int = 0, profile_name: str | None = None):
+    """Check versions, seed everything, print where the notebook runs; return the profile."""
+    return env.setup(seed=seed, profile_name=profile_name)

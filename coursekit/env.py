@@ -1,0 +1,194 @@
+"""Where the course runs: Colab or not, GPU or not, online or not, and the profile's sizes.
+
+Importing this module is cheap (no TensorFlow). ``coursekit`` imports it first so that an
+offline Keras cache (``COURSEKIT_OFFLINE_CACHE``) is in place before Keras is imported.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import random
+import shutil
+import socket
+import sys
+import tempfile
+from functools import lru_cache
+from pathlib import Path
+
+PROFILE_VARIABLE = "COURSEKIT_PROFILE"
+OFFLINE_CACHE_VARIABLE = "COURSEKIT_OFFLINE_CACHE"
+FORCE_OFFLINE_VARIABLE = "COURSEKIT_OFFLINE"
+
+
+@dataclasses.dataclass(frozen=True)
+class Profile:
+    """Every size a notebook needs. A notebook reads these; it never hard-codes them."""
+
+    name: str
+    imagenet_model: str          # "xception" | "vgg16" | "mobilenet_025"
+    mnist_sample: bool           # True: the 5,000 bundled real digits instead of all of MNIST
+    epochs: int                  # upper bound; training stops early when validation stalls
+    batch_size: int
+    n_filters: int               # filters per layer for gradient-ascent patterns
+    ascent_steps: int
+    pattern_size: int            # side of a gradient-ascent image, pixels
+    smoothgrad_samples: int
+    tsne_points: int
+    top_k: int                   # images shown per unit
+    n_units: int                 # units shown in "what excites a unit"
+    curve_steps: int             # points on a deletion / insertion curve
+    scorecam_max_n: int          # Score-CAM channels used (-1: all)
+    explain_images: int          # images used in sanity checks and faithfulness metrics
+
+    def describe(self) -> str:
+        return (f"profile '{self.name}': {self.imagenet_model}, "
+                f"{'5,000-digit MNIST sample' if self.mnist_sample else 'all of MNIST'}, "
+                f"up to {self.epochs} epochs, {self.n_filters} filters x {self.ascent_steps} steps "
+                f"at {self.pattern_size} px")
+
+
+PROFILES: dict[str, Profile] = {
+    "full": Profile("full", imagenet_model="xception", mnist_sample=False, epochs=20,
+                    batch_size=128, n_filters=64, ascent_steps=30, pattern_size=200,
+                    smoothgrad_samples=20, tsne_points=2000, top_k=9, n_units=6,
+                    curve_steps=50, scorecam_max_n=-1, explain_images=16),
+    "quick": Profile("quick", imagenet_model="xception", mnist_sample=False, epochs=4,
+                     batch_size=128, n_filters=16, ascent_steps=20, pattern_size=150,
+                     smoothgrad_samples=12, tsne_points=1000, top_k=9, n_units=4,
+                     curve_steps=25, scorecam_max_n=64, explain_images=8),
+    "smoke": Profile("smoke", imagenet_model="mobilenet_025", mnist_sample=True, epochs=2,
+                     batch_size=64, n_filters=4, ascent_steps=8, pattern_size=128,
+                     smoothgrad_samples=6, tsne_points=300, top_k=6, n_units=3,
+                     curve_steps=10, scorecam_max_n=16, explain_images=4),
+}
+
+
+def profile(name: str | None = None) -> Profile:
+    """The sizes for ``name``, else ``$COURSEKIT_PROFILE``, else ``full`` with a GPU, ``quick`` without."""
+    chosen = name or os.environ.get(PROFILE_VARIABLE, "").strip()
+    if not chosen:
+        chosen = "full" if has_gpu() else "quick"
+    key = chosen.lower()
+    if key not in PROFILES:
+        raise ValueError(
+            f"Unknown profile {chosen!r}. Choose one of {', '.join(PROFILES)} "
+            f"(set {PROFILE_VARIABLE}=smoke for the fastest run).")
+    return PROFILES[key]
+
+
+def in_colab() -> bool:
+    return "google.colab" in sys.modules
+
+
+@lru_cache(maxsize=1)
+def has_gpu() -> bool:
+    """True when TensorFlow sees a GPU. Imports TensorFlow on first call."""
+    import tensorflow as tf
+    return bool(tf.config.list_physical_devices("GPU"))
+
+
+@lru_cache(maxsize=1)
+def is_online(host: str = "storage.googleapis.com", timeout: float = 3.0) -> bool:
+    """True when the host Keras downloads from answers; ``COURSEKIT_OFFLINE=1`` forces False."""
+    if os.environ.get(FORCE_OFFLINE_VARIABLE, "") not in ("", "0"):
+        return False
+    try:
+        socket.create_connection((host, 443), timeout=timeout).close()
+        return True
+    except OSError:
+        return False
+
+
+def use_offline_cache() -> Path | None:
+    """Copy ``$COURSEKIT_OFFLINE_CACHE`` into a temporary, writable ``KERAS_HOME``.
+
+    Does nothing when the variable is unset or ``KERAS_HOME`` is already set. Must run before
+    Keras is imported (Keras reads ``KERAS_HOME`` once, at import); ``coursekit`` does this
+    on import. Returns the ``KERAS_HOME`` it made, or None.
+    """
+    source = os.environ.get(OFFLINE_CACHE_VARIABLE, "").strip()
+    if not source or os.environ.get("KERAS_HOME"):
+        return None
+    source_path = Path(source).expanduser()
+    if not source_path.is_dir():
+        raise FileNotFoundError(
+            f"{OFFLINE_CACHE_VARIABLE} points at {source!r}, which is not a folder. "
+            "Point it at a Keras cache folder (one holding models/), or unset it.")
+    keras_home = Path(tempfile.mkdtemp(prefix="coursekit-keras-"))
+    shutil.copytree(source_path, keras_home, dirs_exist_ok=True)
+    for path in keras_home.rglob("*"):  # the source may be read-only; Keras writes here
+        path.chmod(path.stat().st_mode | 0o200)
+    os.environ["KERAS_HOME"] = str(keras_home)
+    if "keras" in sys.modules:
+        sys.stderr.write("coursekit: Keras was imported before coursekit; the offline cache is "
+                         "used only from the next kernel start. Import coursekit first.\n")
+    return keras_home
+
+
+def keras_home() -> Path:
+    """The folder Keras caches weights and data sets in."""
+    return Path(os.environ.get("KERAS_HOME") or Path.home() / ".keras")
+
+
+def seed_everything(seed: int = 0) -> None:
+    """Seed Python, numpy and TensorFlow/Keras so that a rerun draws the same numbers."""
+    random.seed(seed)
+    import numpy as np
+    np.random.seed(seed)
+    import keras
+    keras.utils.set_random_seed(seed)
+
+
+def output_dir(name: str, root: str | os.PathLike = "outputs") -> Path:
+    """A folder for a notebook's files (``outputs/<name>``), created if missing."""
+    path = Path(root) / name
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def unique_path(path: str | os.PathLike) -> Path:
+    """``path`` if free, else ``stem_1.suffix``, ``stem_2.suffix``...: never overwrite a file."""
+    path = Path(path)
+    candidate, n = path, 1
+    while candidate.exists():
+        candidate = path.with_name(f"{path.stem}_{n}{path.suffix}")
+        n += 1
+    return candidate
+
+
+def versions() -> dict[str, str]:
+    import keras
+    import numpy as np
+    import tensorflow as tf
+    from . import __version__
+    return {"python": sys.version.split()[0], "coursekit": __version__, "tensorflow": tf.__version__,
+            "keras": keras.__version__, "numpy": np.__version__}
+
+
+MINIMUM_VERSIONS = {"tensorflow": (2, 16), "keras": (3, 0)}
+
+
+def check_versions(found: dict[str, str] | None = None) -> None:
+    """Raise if TensorFlow or Keras is older than the course needs (Keras 3 APIs are used)."""
+    found = found or versions()
+    for package, minimum in MINIMUM_VERSIONS.items():
+        parts = tuple(int(p) for p in found[package].split(".")[:2] if p.isdigit())
+        if parts < minimum:
+            raise RuntimeError(
+                f"{package} {found[package]} is too old: the course needs {package} >= "
+                f"{'.'.join(map(str, minimum))}. On Colab, use a fresh runtime; locally, run "
+                "`make test` or `pip install -r requirements.txt`.")
+
+
+def setup(seed: int = 0, profile_name: str | None = None) -> Profile:
+    """What a notebook's first cell calls: check versions, seed, print where we run; returns the profile."""
+    found = versions()
+    check_versions(found)
+    seed_everything(seed)
+    chosen = profile(profile_name)
+    where = "Colab" if in_colab() else "local"
+    gpu = "GPU" if has_gpu() else "no GPU (CPU only)"
+    cache = " | offline Keras cache" if os.environ.get(OFFLINE_CACHE_VARIABLE) else ""
+    print(" | ".join(f"{k} {v}" for k, v in found.items()))
+    print(f"{where} | {gpu}{cache} | {chosen.describe()}")
+    return chosen

@@ -1,0 +1,176 @@
+"""Feature maps: what each layer outputs for an image, tiled for display; receptive fields."""
+from __future__ import annotations
+
+import dataclasses
+
+import keras
+import numpy as np
+
+from . import _cache
+from .models import get_layer, require_spatial
+
+FEATURE_LAYER_TYPES = (keras.layers.Conv2D, keras.layers.SeparableConv2D,
+                       keras.layers.DepthwiseConv2D, keras.layers.MaxPooling2D,
+                       keras.layers.AveragePooling2D)
+
+
+def default_feature_layers(model: keras.Model) -> list[str]:
+    """Every convolution (plain, separable, depthwise) and local pooling layer, in order."""
+    return [layer.name for layer in model.layers if isinstance(layer, FEATURE_LAYER_TYPES)]
+
+
+def activation_model(model: keras.Model, layers: list[str] | tuple[str, ...]) -> keras.Model:
+    """A model from ``model``'s input to the outputs of ``layers`` (a list), built once and cached."""
+    layers = tuple(layers)
+    outputs = [get_layer(model, name).output for name in layers]
+    return _cache.per_model(model, ("activations", layers),
+                            lambda: keras.Model(model.inputs, outputs, name=f"{model.name}_activations"))
+
+
+def feature_maps(model: keras.Model, images, layers=None, batch_size: int = 32) -> dict[str, np.ndarray]:
+    """Outputs of ``layers`` for a preprocessed batch ``images`` ``(N, H, W, C)``.
+
+    ``layers`` is a list of layer names, or None for :func:`default_feature_layers`.
+    Returns ``{layer_name: array}``, each ``(N, h, w, channels)`` (or whatever shape the layer
+    outputs), in the order of ``layers``.
+    """
+    names = list(layers) if layers is not None else default_feature_layers(model)
+    if isinstance(layers, str):
+        names = [layers]
+    if not names:
+        raise ValueError("No layers to read: pass layer names, e.g. layers=['conv1'].")
+    batch = np.asarray(images, dtype="float32")
+    expected = tuple(model.inputs[0].shape[1:])
+    if batch.ndim == len(expected):
+        batch = batch[None]
+    _check_input_shape(batch.shape[1:], expected, model.name)
+    outputs = activation_model(model, names).predict(batch, batch_size=batch_size, verbose=0)
+    if len(names) == 1:
+        outputs = [outputs]
+    return {name: np.asarray(out) for name, out in zip(names, outputs)}
+
+
+def _check_input_shape(got: tuple, expected: tuple, model_name: str) -> None:
+    fits = len(got) == len(expected) and all(e is None or e == g for g, e in zip(got, expected))
+    if not fits:
+        raise ValueError(f"Model {model_name!r} takes images of shape (N, "
+                         f"{', '.join(str(e) for e in expected)}); got (N, {', '.join(map(str, got))}). "
+                         "Resize them (coursekit.data.resize) and preprocess them first.")
+
+
+def normalize_channels(fmap: np.ndarray) -> np.ndarray:
+    """Scale each channel of ``(H, W, C)`` for display: mean 0.5, std 0.125, clipped to [0, 1].
+
+    Channels that are all zero (dead units, common after ReLU) stay 0.
+    """
+    fmap = np.asarray(fmap, dtype="float32")
+    mean = fmap.mean(axis=(0, 1), keepdims=True)
+    std = fmap.std(axis=(0, 1), keepdims=True)
+    scaled = np.clip((fmap - mean) / np.where(std > 0, std, 1) * 0.125 + 0.5, 0, 1)
+    alive = np.any(fmap != 0, axis=(0, 1), keepdims=True)
+    return np.where(alive, scaled, 0.0).astype("float32")
+
+
+def tile_channels(fmap, per_row: int = 16, gap: int = 1, normalize: bool = True,
+                  gap_value: float = np.nan) -> np.ndarray:
+    """All channels of one feature map side by side: a 2-D grid image.
+
+    ``fmap`` is ``(H, W, C)`` or ``(1, H, W, C)``. Channel ``k`` goes to row ``k // per_row``,
+    column ``k % per_row``; its top-left pixel is at ``(row * (H + gap), col * (W + gap))``.
+    Every channel is kept: the last row is padded with blank tiles when ``C`` is not a multiple of
+    ``per_row``. With ``normalize`` each channel is scaled as in :func:`normalize_channels`
+    (values in [0, 1]). Gaps hold ``gap_value`` (NaN: drawn blank by ``imshow``).
+    """
+    fmap = np.asarray(fmap, dtype="float32")
+    if fmap.ndim == 4 and fmap.shape[0] == 1:
+        fmap = fmap[0]
+    if fmap.ndim != 3:
+        raise ValueError(f"tile_channels needs one feature map (H, W, C) or (1, H, W, C); got shape "
+                         f"{fmap.shape}. A 2-D output (N, units) comes from a Dense or pooling "
+                         "layer: pick a convolution or pooling layer, or select one image first.")
+    if per_row < 1:
+        raise ValueError(f"per_row must be at least 1; got {per_row}.")
+    height, width, channels = fmap.shape
+    if normalize:
+        fmap = normalize_channels(fmap)
+    columns = min(per_row, channels)
+    rows = -(-channels // columns)
+    tiles = np.full((rows * columns, height + gap, width + gap), gap_value, dtype="float32")
+    tiles[:, :height, :width] = 0.0
+    tiles[:channels, :height, :width] = np.moveaxis(fmap, -1, 0)
+    grid = tiles.reshape(rows, columns, height + gap, width + gap).transpose(0, 2, 1, 3)
+    grid = grid.reshape(rows * (height + gap), columns * (width + gap))
+    return grid[:grid.shape[0] - gap, :grid.shape[1] - gap] if gap else grid
+
+
+# ----------------------------------------------------------------------------- receptive fields
+
+@dataclasses.dataclass(frozen=True)
+class ReceptiveField:
+    """What one unit of a layer sees in input pixels.
+
+    ``size``: side of the square of input pixels that can affect the unit. ``jump``: input pixels
+    between neighbouring units (the product of all strides so far). ``start``: input coordinate of
+    the first pixel unit ``(0, 0)`` sees (negative: its field reaches into the zero padding).
+    Unit ``i`` sees input pixels ``start + i * jump`` to ``start + i * jump + size - 1``.
+    """
+
+    size: int
+    jump: int
+    start: int
+
+
+_POOLING = (keras.layers.MaxPooling2D, keras.layers.AveragePooling2D)
+_CONVOLUTIONS = (keras.layers.Conv2D, keras.layers.SeparableConv2D, keras.layers.DepthwiseConv2D)
+
+
+def receptive_field(model: keras.Model, layer: str) -> ReceptiveField:
+    """Receptive field of one unit of ``layer``, from kernel sizes, strides, dilations and padding.
+
+    Follows the whole graph: where branches merge (``Add``, ``Concatenate``) the larger field is
+    kept. ``same`` padding is taken as TensorFlow pads: ``(k_eff - 1) // 2`` on the top/left at
+    stride 1, and for stride ``s`` what an input side divisible by ``s`` needs.
+    """
+    require_spatial(model, layer, purpose="a receptive field")
+    fields: dict[str, ReceptiveField] = {}
+    for current in model.layers:
+        inbound = [fields[name] for name in _inbound_layer_names(current) if name in fields]
+        if not inbound:
+            fields[current.name] = ReceptiveField(1, 1, 0)
+        else:
+            widest = max(inbound, key=lambda field: field.size)
+            fields[current.name] = _through(current, widest)
+        if current.name == layer:
+            return fields[layer]
+    raise AssertionError(f"layer {layer!r} was not reached")  # require_spatial found it
+
+
+def _inbound_layer_names(layer) -> list[str]:
+    names = []
+    for node in getattr(layer, "_inbound_nodes", []):
+        for tensor in node.input_tensors:
+            history = getattr(tensor, "_keras_history", None)
+            if history is not None:
+                names.append(history[0].name)
+    return names
+
+
+def _through(layer, field: ReceptiveField) -> ReceptiveField:
+    if isinstance(layer, keras.layers.ZeroPadding2D):
+        top = layer.padding[0][0]
+        return ReceptiveField(field.size, field.jump, field.start - top * field.jump)
+    if isinstance(layer, keras.layers.Cropping2D):
+        top = layer.cropping[0][0]
+        return ReceptiveField(field.size, field.jump, field.start + top * field.jump)
+    if isinstance(layer, _CONVOLUTIONS):
+        kernel, stride, dilation, padding = (layer.kernel_size[0], layer.strides[0],
+                                             layer.dilation_rate[0], layer.padding)
+    elif isinstance(layer, _POOLING):
+        kernel, stride, dilation, padding = layer.pool_size[0], layer.strides[0], 1, layer.padding
+    else:
+        return field  # element-wise layers (activations, batch norm, add, ...) keep the field
+    effective = dilation * (kernel - 1) + 1
+    pad_before = max(effective - stride, 0) // 2 if padding == "same" else 0
+    return ReceptiveField(size=field.size + (effective - 1) * field.jump,
+                          jump=field.jump * stride,
+                          start=field.start - pad_before * field.jump)

@@ -1,0 +1,275 @@
+"""Pretrained ImageNet models with what a lesson needs beside them, and the course's small CNNs."""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import importlib
+from functools import lru_cache
+
+import keras
+import numpy as np
+
+from . import env
+
+
+class WeightsUnavailableError(RuntimeError):
+    """Pretrained weights are neither cached nor downloadable (usually: no internet)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class _Spec:
+    constructor: str                 # attribute of keras.applications
+    module: str                      # keras.applications.<module> with preprocess_input/decode
+    input_size: tuple[int, int]
+    weight_files: tuple[str, str]    # (with top, without top), as Keras names them in its cache
+    last_conv_layer: str
+    feature_layers: tuple[str, ...]  # a few layers from shallow to deep, for feature maps
+    pattern_layers: tuple[str, ...]  # layers whose filters make good gradient-ascent patterns
+    kwargs: tuple = ()
+    fixed_size: bool = False         # True: only input_size works (the cached weights fix it)
+
+
+SPECS: dict[str, _Spec] = {
+    "xception": _Spec(
+        "Xception", "xception", (299, 299),
+        ("xception_weights_tf_dim_ordering_tf_kernels.h5",
+         "xception_weights_tf_dim_ordering_tf_kernels_notop.h5"),
+        last_conv_layer="block14_sepconv2_act",
+        feature_layers=("block1_conv1", "block2_sepconv1", "block4_sepconv1", "block7_sepconv1",
+                        "block10_sepconv1", "block14_sepconv2"),
+        pattern_layers=("block2_sepconv1", "block4_sepconv1", "block10_sepconv1")),
+    "vgg16": _Spec(
+        "VGG16", "vgg16", (224, 224),
+        ("vgg16_weights_tf_dim_ordering_tf_kernels.h5",
+         "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5"),
+        last_conv_layer="block5_conv3",
+        feature_layers=("block1_conv1", "block2_conv1", "block3_conv1", "block4_conv1",
+                        "block5_conv1", "block5_conv3"),
+        pattern_layers=("block1_conv1", "block3_conv1", "block5_conv1")),
+    "mobilenet_025": _Spec(
+        "MobileNet", "mobilenet", (128, 128),
+        ("mobilenet_2_5_128_tf.h5", "mobilenet_2_5_128_tf_no_top.h5"),
+        last_conv_layer="conv_pw_13_relu",
+        feature_layers=("conv1_relu", "conv_pw_1_relu", "conv_pw_3_relu", "conv_pw_5_relu",
+                        "conv_pw_11_relu", "conv_pw_13_relu"),
+        pattern_layers=("conv_pw_2", "conv_pw_5", "conv_pw_11"),
+        kwargs=(("alpha", 0.25),), fixed_size=True),
+}
+CLASS_INDEX_FILE = "imagenet_class_index.json"
+
+
+@dataclasses.dataclass
+class Pretrained:
+    """A pretrained Keras model and what goes with it.
+
+    ``preprocess(images)`` takes RGB images in [0, 255], shape ``(N, H, W, 3)`` or ``(H, W, 3)``,
+    and returns the float32 batch the model expects; ``decode(preds, top)`` turns ``(N, 1000)``
+    probabilities into ``[[(wordnet_id, class_name, probability), ...], ...]``.
+    """
+
+    name: str
+    model: keras.Model
+    input_size: tuple[int, int]
+    last_conv_layer: str
+    feature_layers: tuple[str, ...]
+    pattern_layers: tuple[str, ...]
+    _module: object = dataclasses.field(repr=False, default=None)
+
+    def preprocess(self, images) -> np.ndarray:
+        batch = np.asarray(images, dtype="float32")
+        if batch.ndim == 3:
+            batch = batch[None]
+        if batch.ndim != 4 or batch.shape[-1] != 3:
+            raise ValueError(f"Expected RGB images of shape (N, H, W, 3) or (H, W, 3); got {batch.shape}.")
+        return self._module.preprocess_input(batch.copy())
+
+    def decode(self, preds, top: int = 5) -> list[list[tuple[str, str, float]]]:
+        rows = self._module.decode_predictions(np.asarray(preds), top=top)
+        return [[(wnid, label, float(p)) for wnid, label, p in row] for row in rows]
+
+    def class_index(self, class_name: str) -> int:
+        """The ImageNet index of a class name such as ``"tabby"`` (as ``decode`` spells it)."""
+        names = imagenet_class_names()
+        if class_name in names:
+            return names.index(class_name)
+        close = difflib.get_close_matches(class_name, names, n=5)
+        raise ValueError(f"No ImageNet class {class_name!r}. Close names: {close}")
+
+    def load_image(self, name_or_path: str) -> np.ndarray:
+        """A sample image or file resized to this model's input size: uint8 ``(H, W, 3)``."""
+        from .data import sample_image
+        return sample_image(name_or_path, size=self.input_size)
+
+
+def pretrained(name: str, include_top: bool = True) -> Pretrained:
+    """Load ``"xception"``, ``"vgg16"`` or ``"mobilenet_025"`` with ImageNet weights (cached per call)."""
+    key = name.lower().strip()
+    if key not in SPECS:
+        raise ValueError(f"Unknown model {name!r}. Known models: {', '.join(SPECS)}.")
+    return _load(key, bool(include_top))
+
+
+@lru_cache(maxsize=None)
+def _load(key: str, include_top: bool) -> Pretrained:
+    spec = SPECS[key]
+    _require_cached_or_online(key, spec.weight_files[0 if include_top else 1])
+    if include_top:
+        _require_cached_or_online(key, CLASS_INDEX_FILE)
+    constructor = getattr(keras.applications, spec.constructor)
+    input_shape = (*spec.input_size, 3) if include_top or spec.fixed_size else None
+    try:
+        model = constructor(weights="imagenet", include_top=include_top, input_shape=input_shape,
+                            **dict(spec.kwargs))
+    except Exception as error:  # Keras reports a failed download as a bare Exception
+        if "fetch failure" in str(error) or "URL" in str(error):
+            raise WeightsUnavailableError(_offline_advice(key)) from None
+        raise
+    if include_top:
+        _fetch_class_index()
+    module = importlib.import_module(f"keras.applications.{spec.module}")
+    return Pretrained(key, model, spec.input_size, spec.last_conv_layer, spec.feature_layers,
+                      spec.pattern_layers, module)
+
+
+def _offline_advice(key: str) -> str:
+    return (f"The ImageNet weights of {key!r} are not cached here and cannot be downloaded "
+            "(no internet). Either use the smoke profile (COURSEKIT_PROFILE=smoke), whose model "
+            "'mobilenet_025' works offline with the course's Keras cache, or set "
+            f"{env.OFFLINE_CACHE_VARIABLE} to a Keras cache folder that holds these weights, "
+            "or run where the internet is reachable (e.g. Colab).")
+
+
+def _require_cached_or_online(key: str, filename: str) -> None:
+    if not (env.keras_home() / "models" / filename).exists() and not env.is_online():
+        raise WeightsUnavailableError(_offline_advice(key))
+
+
+def _fetch_class_index() -> None:
+    try:
+        keras.applications.imagenet_utils.decode_predictions(np.zeros((1, 1000)), top=1)
+    except Exception as error:
+        raise WeightsUnavailableError(
+            f"The ImageNet class index could not be loaded ({error}). Set "
+            f"{env.OFFLINE_CACHE_VARIABLE} to a Keras cache holding models/{CLASS_INDEX_FILE}, "
+            "or connect to the internet.") from None
+
+
+@lru_cache(maxsize=1)
+def imagenet_class_names() -> list[str]:
+    """The 1,000 ImageNet class names in index order."""
+    _fetch_class_index()
+    import json
+    with open(env.keras_home() / "models" / CLASS_INDEX_FILE) as handle:
+        index = json.load(handle)
+    return [index[str(i)][1] for i in range(len(index))]
+
+
+# ----------------------------------------------------------------------------- layers
+
+def get_layer(model: keras.Model, name: str) -> keras.layers.Layer:
+    """``model.get_layer(name)``, but a wrong name raises a ValueError listing the closest names."""
+    names = [layer.name for layer in model.layers]
+    if name in names:
+        return model.get_layer(name)
+    close = difflib.get_close_matches(str(name), names, n=5, cutoff=0.5)
+    hint = f"Did you mean one of {close}?" if close else f"Its layers include {names[:8]}..."
+    raise ValueError(f"Model {model.name!r} has no layer {name!r}. {hint} "
+                     "(model.summary() lists every layer.)")
+
+
+def output_rank(layer: keras.layers.Layer) -> int:
+    return len(layer.output.shape)
+
+
+def require_spatial(model: keras.Model, name: str, purpose: str = "a feature map") -> keras.layers.Layer:
+    """The layer called ``name``, checked to output 4-D ``(N, H, W, C)`` feature maps."""
+    layer = get_layer(model, name)
+    if output_rank(layer) != 4:
+        raise ValueError(
+            f"Layer {name!r} outputs shape {tuple(layer.output.shape)}, not (N, H, W, C): "
+            f"{purpose} needs a layer with height, width and channels (a convolution or pooling "
+            f"layer), such as {last_spatial_layer(model)!r}, the last one here.")
+    return layer
+
+
+def last_spatial_layer(model: keras.Model) -> str:
+    """Name of the last layer whose output is 4-D with more than one pixel (Grad-CAM's default).
+
+    Globally pooled ``(N, 1, 1, C)`` outputs, as in MobileNet's head, are skipped.
+    """
+    for layer in reversed(model.layers):
+        if output_rank(layer) == 4 and tuple(layer.output.shape[1:3]) != (1, 1):
+            return layer.name
+    raise ValueError(f"Model {model.name!r} has no layer with a 4-D (N, H, W, C) output.")
+
+
+def pre_softmax(model: keras.Model) -> keras.Model:
+    """A model with the same input and weights that outputs class scores before the softmax.
+
+    Handles the two endings Keras models have: a final ``Activation("softmax")`` layer
+    (MobileNet) and a ``Dense(..., activation="softmax")`` layer (Xception, VGG16, our CNNs).
+    A model that ends without a softmax is returned unchanged.
+    """
+    last = model.layers[-1]
+    activation = getattr(last, "activation", None)
+    if activation is None or getattr(activation, "__name__", "") != "softmax":
+        return model
+    if isinstance(last, keras.layers.Activation):
+        return keras.Model(model.inputs, last.input, name=f"{model.name}_logits")
+    config = {**last.get_config(), "activation": "linear", "name": f"{last.name}_logits"}
+    linear = type(last).from_config(config)
+    logits = linear(last.input)
+    linear.set_weights(last.get_weights())
+    return keras.Model(model.inputs, logits, name=f"{model.name}_logits")
+
+
+# ----------------------------------------------------------------------------- course CNNs
+
+def mnist_cnn(conv_filters: tuple[int, ...] = (16, 32), dense_units: int = 64,
+              name: str = "mnist_cnn") -> keras.Model:
+    """A small CNN for 28x28x1 digits in [0, 255]: Rescaling, conv3x3+ReLU+maxpool per entry of
+    ``conv_filters``, a Dense layer, then a 10-way softmax. Layers are named ``conv1``, ``pool1``..."""
+    inputs = keras.Input((28, 28, 1), name="digits")
+    x = keras.layers.Rescaling(1 / 255, name="rescale")(inputs)
+    for i, filters in enumerate(conv_filters, start=1):
+        x = keras.layers.Conv2D(filters, 3, activation="relu", padding="same", name=f"conv{i}")(x)
+        x = keras.layers.MaxPooling2D(2, name=f"pool{i}")(x)
+    x = keras.layers.Flatten(name="flatten")(x)
+    x = keras.layers.Dense(dense_units, activation="relu", name="dense")(x)
+    outputs = keras.layers.Dense(10, activation="softmax", name="predictions")(x)
+    return keras.Model(inputs, outputs, name=name)
+
+
+def mnist_mlp(hidden: tuple[int, ...] = (50, 30), name: str = "mnist_mlp") -> keras.Model:
+    """A ReLU MLP for 28x28x1 digits in [0, 255] (as in Ross et al. 2017: 50 then 30 units)."""
+    inputs = keras.Input((28, 28, 1), name="digits")
+    x = keras.layers.Rescaling(1 / 255, name="rescale")(inputs)
+    x = keras.layers.Flatten(name="flatten")(x)
+    for i, units in enumerate(hidden, start=1):
+        x = keras.layers.Dense(units, activation="relu", name=f"hidden{i}")(x)
+    outputs = keras.layers.Dense(10, activation="softmax", name="predictions")(x)
+    return keras.Model(inputs, outputs, name=name)
+
+
+def train(model: keras.Model, images, labels, *, epochs: int, batch_size: int = 64,
+          validation_split: float = 0.1, patience: int = 2, verbose: int = 0,
+          learning_rate: float = 1e-3) -> keras.callbacks.History:
+    """Compile with Adam and sparse cross-entropy, fit with early stopping on validation loss."""
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate),
+                  loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    stop = keras.callbacks.EarlyStopping(patience=patience, restore_best_weights=True)
+    return model.fit(_as_digits(images), np.asarray(labels), epochs=epochs, batch_size=batch_size,
+                     validation_split=validation_split, callbacks=[stop], verbose=verbose)
+
+
+def _as_digits(images) -> np.ndarray:
+    batch = np.asarray(images, dtype="float32")
+    return batch[..., None] if batch.ndim == 3 else batch
+
+
+def accuracy(model: keras.Model, images, labels, batch_size: int = 256) -> float:
+    """Share of ``images`` whose top prediction equals ``labels``, in [0, 1]."""
+    preds = model.predict(_as_digits(images), batch_size=batch_size, verbose=0)
+    return float(np.mean(preds.argmax(axis=1) == np.asarray(labels)))
+
+

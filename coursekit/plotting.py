@@ -1,0 +1,100 @@
+"""Figures. Computing lives in the other modules; these functions only draw what they are given."""
+from __future__ import annotations
+
+import math
+
+import matplotlib.pyplot as plt
+import numpy as np
+
+
+def show_images(images, titles=None, columns: int = 6, size: float = 2.2, cmap=None,
+                suptitle: str | None = None):
+    """Draw a list (or batch) of images in a grid, each with an optional title. Returns the figure."""
+    images = list(images)
+    columns = max(1, min(columns, len(images)))
+    rows = math.ceil(len(images) / columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(size * columns, size * rows + (0.4 if suptitle else 0)),
+                             squeeze=False)
+    for index, ax in enumerate(axes.flat):
+        ax.axis("off")
+        if index < len(images):
+            image = np.asarray(images[index])
+            ax.imshow(image.squeeze(), cmap=cmap if image.squeeze().ndim == 2 else None)
+            if titles is not None:
+                ax.set_title(str(titles[index]), fontsize=9)
+    if suptitle:
+        fig.suptitle(suptitle)
+    fig.tight_layout()
+    return fig
+
+
+def show_grid(grid: np.ndarray, title: str = "", scale: float = 0.02, cmap: str = "viridis",
+              max_width: float = 16.0):
+    """Draw a 2-D grid from :func:`coursekit.features.tile_channels` at a readable size."""
+    height, width = grid.shape
+    fig_width = min(max_width, max(4.0, width * scale))
+    fig, ax = plt.subplots(figsize=(fig_width, max(1.0, fig_width * height / width)))
+    ax.imshow(grid, cmap=cmap, aspect="equal", interpolation="nearest")
+    ax.set_title(title)
+    ax.axis("off")
+    fig.tight_layout()
+    return fig
+
+
+def kernels_as_rgb(kernels: np.ndarray) -> np.ndarray:
+    """First-layer kernels ``(kh, kw, 3, F)`` as ``F`` displayable RGB images in [0, 1], min-max per kernel."""
+    kernels = np.moveaxis(np.asarray(kernels, dtype="float32"), -1, 0)
+    low = kernels.min(axis=(1, 2, 3), keepdims=True)
+    high = kernels.max(axis=(1, 2, 3), keepdims=True)
+    return (kernels - low) / np.where(high > low, high - low, 1)
+
+
+def show_kernels_rgb(kernels: np.ndarray, columns: int = 16, title: str = ""):
+    """Draw first-layer kernels ``(kh, kw, 3, F)`` as small colour images."""
+    images = kernels_as_rgb(kernels)
+    fig = show_images(images, columns=columns, size=0.8)
+    for ax in fig.axes:
+        ax.images and ax.images[0].set_interpolation("nearest")
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
+def show_kernel_channels(kernels: np.ndarray, filters: int = 8, channels: int = 8, title: str = ""):
+    """Deeper kernels ``(kh, kw, C_in, F)``: one grey image per (filter, input channel) pair.
+
+    Rows are filters, columns input channels; one colour scale is shared by the whole figure so
+    that strong and weak weights can be compared.
+    """
+    kernels = np.asarray(kernels)
+    filters, channels = min(filters, kernels.shape[3]), min(channels, kernels.shape[2])
+    limit = np.abs(kernels[:, :, :channels, :filters]).max() or 1.0
+    fig, axes = plt.subplots(filters, channels, figsize=(0.8 * channels, 0.8 * filters), squeeze=False)
+    for f in range(filters):
+        for c in range(channels):
+            ax = axes[f, c]
+            ax.imshow(kernels[:, :, c, f], cmap="gray", vmin=-limit, vmax=limit, interpolation="nearest")
+            ax.set_xticks([]), ax.set_yticks([])
+            if c == 0:
+                ax.set_ylabel(f"f{f}", fontsize=7)
+            if f == 0:
+                ax.set_title(f"in {c}", fontsize=7)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def plot_history(history, metrics=("loss", "accuracy"), title: str = ""):
+    """Training and validation curves from a Keras ``History`` (or its ``.history`` dict)."""
+    logs = getattr(history, "history", history)
+    fig, axes = plt.subplots(1, len(metrics), figsize=(4.5 * len(metrics), 3), squeeze=False)
+    for ax, metric in zip(axes.flat, metrics):
+        for key, style in ((metric, "-"), (f"val_{metric}", "--")):
+            if key in logs:
+                ax.plot(np.arange(1, len(logs[key]) + 1), logs[key], style, marker="o", label=key)
+        ax.set_xlabel("epoch"), ax.set_title(metric), ax.legend()
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig

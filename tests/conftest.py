@@ -1,0 +1,41 @@
+"""Shared fixtures. Pretrained weights: skip with a reason when none can be had, fail instead
+when COURSEKIT_REQUIRE_PRETRAINED=1 (as in CI)."""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+import coursekit  # noqa: F401  (puts the offline Keras cache in place before Keras is imported)
+from coursekit import models
+
+REQUIRE_PRETRAINED = os.environ.get("COURSEKIT_REQUIRE_PRETRAINED", "") not in ("", "0")
+
+
+def load_pretrained(name: str, include_top: bool = True) -> models.Pretrained:
+    try:
+        return models.pretrained(name, include_top=include_top)
+    except models.WeightsUnavailableError as error:
+        if REQUIRE_PRETRAINED:
+            pytest.fail(f"COURSEKIT_REQUIRE_PRETRAINED=1 but {name} is unavailable: {error}")
+        pytest.skip(f"no pretrained {name} weights here: {error}")
+
+
+@pytest.fixture(scope="session")
+def mobilenet() -> models.Pretrained:
+    """The small real ImageNet model (MobileNet 0.25 at 128 px), with its classifier."""
+    return load_pretrained("mobilenet_025")
+
+
+@pytest.fixture(scope="session")
+def cat_batch(mobilenet) -> np.ndarray:
+    """scikit-image's cat, preprocessed for MobileNet: (1, 128, 128, 3)."""
+    return mobilenet.preprocess(mobilenet.load_image("cat"))
+
+
+@pytest.fixture(scope="session")
+def digits():
+    """The 5,000-digit offline MNIST sample: (x_train, y_train), (x_test, y_test)."""
+    from coursekit.data import mnist_sample
+    return mnist_sample()

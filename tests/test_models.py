@@ -1,0 +1,81 @@
+import keras
+import numpy as np
+import pytest
+
+from coursekit import env, models
+
+CAT_CLASSES = {"tabby", "tiger_cat", "Egyptian_cat", "Persian_cat", "Siamese_cat", "lynx"}
+
+
+def test_mobilenet_sees_a_cat_in_the_cat(mobilenet, cat_batch):
+    preds = mobilenet.model.predict(cat_batch, verbose=0)
+    top3 = [label for _, label, _ in mobilenet.decode(preds, top=3)[0]]
+    assert set(top3) <= CAT_CLASSES, top3
+    assert mobilenet.input_size == (128, 128)
+    assert mobilenet.class_index(top3[0]) == int(preds[0].argmax())
+
+
+def test_suggested_layers_exist_and_are_spatial(mobilenet):
+    for name in (mobilenet.last_conv_layer, *mobilenet.feature_layers, *mobilenet.pattern_layers):
+        assert len(models.require_spatial(mobilenet.model, name).output.shape) == 4
+
+
+def test_every_spec_names_layers_in_order():
+    for name, spec in models.SPECS.items():
+        assert spec.last_conv_layer and spec.feature_layers and spec.pattern_layers, name
+
+
+def test_unknown_model_lists_known_ones():
+    with pytest.raises(ValueError, match="xception, vgg16, mobilenet_025"):
+        models.pretrained("resnet50")
+
+
+def test_missing_weights_offline_give_advice_not_a_url(monkeypatch, tmp_path):
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
+    monkeypatch.setattr(env, "is_online", lambda: False)
+    models._load.cache_clear()
+    with pytest.raises(models.WeightsUnavailableError, match="smoke profile") as error:
+        models.pretrained("xception")
+    assert "http" not in str(error.value)
+
+
+def test_misspelt_layer_lists_close_names(mobilenet):
+    with pytest.raises(ValueError, match="conv_pw_13_relu"):
+        models.get_layer(mobilenet.model, "conv_pw13_relu")
+
+
+def test_two_dimensional_layer_refused_where_a_feature_map_is_needed(mobilenet):
+    with pytest.raises(ValueError, match=r"not \(N, H, W, C\).*conv_pw_13_relu"):
+        models.require_spatial(mobilenet.model, "predictions")
+
+
+def test_pre_softmax_gives_the_logits_of_both_endings(mobilenet, cat_batch):
+    # MobileNet ends in an Activation("softmax") layer
+    logits = models.pre_softmax(mobilenet.model).predict(cat_batch, verbose=0)
+    probs = mobilenet.model.predict(cat_batch, verbose=0)
+    np.testing.assert_allclose(keras.ops.softmax(logits).numpy(), probs, atol=1e-5)
+    # a Dense(..., activation="softmax") ending
+    cnn = models.mnist_cnn()
+    digits = np.random.default_rng(0).uniform(0, 255, (3, 28, 28, 1)).astype("float32")
+    cnn_logits = models.pre_softmax(cnn).predict(digits, verbose=0)
+    np.testing.assert_allclose(keras.ops.softmax(cnn_logits).numpy(), cnn.predict(digits, verbose=0), atol=1e-5)
+    assert not np.allclose(cnn_logits, cnn.predict(digits, verbose=0))
+
+
+def test_last_spatial_layer_skips_global_1x1_maps(mobilenet):
+    # MobileNet's pooled (N, 1, 1, C) outputs are 4-D but have no spatial extent left
+    assert models.last_spatial_layer(mobilenet.model) == "conv_pw_13_relu"
+    assert models.last_spatial_layer(models.mnist_cnn()) == "pool2"
+
+
+def test_preprocess_refuses_non_rgb(mobilenet):
+    with pytest.raises(ValueError, match=r"\(N, H, W, 3\)"):
+        mobilenet.preprocess(np.zeros((2, 128, 128)))
+
+
+def test_training_the_small_cnn_learns_digits(digits):
+    (x_train, y_train), (x_test, y_test) = digits
+    env.seed_everything(0)
+    model = models.mnist_cnn()
+    models.train(model, x_train, y_train, epochs=2)
+    assert models.accuracy(model, x_test, y_test) > 0.85
