@@ -158,3 +158,64 @@ def mnist_sample(seed: int = 0, test_per_class: int = 100):
     train = np.setdiff1d(np.arange(len(labels)), test)
     train, test = rng.permutation(train), rng.permutation(test)
     return (images[train], labels[train]), (images[test], labels[test])
+
+
+# ----------------------------------------------------------------------------- decoy MNIST
+
+DECOY_SIDE = 4        # the patch is DECOY_SIDE x DECOY_SIDE pixels
+DECOY_STEP = 25       # patch intensity = 255 - DECOY_STEP * digit
+
+
+def decoy_intensity(digit):
+    """Grey level of the decoy patch that encodes ``digit`` (0 → 255, 9 → 30)."""
+    return 255 - DECOY_STEP * np.asarray(digit)
+
+
+def decoy_mnist(images, labels=None, seed: int = 0):
+    """Decoy MNIST (Ross et al. 2017): digits with a small grey patch that can give the label away.
+
+    ``images``: ``(N, 28, 28)`` or ``(N, 28, 28, 1)`` digits in [0, 255] (as :func:`mnist` gives
+    them). Each image gets a 4x4 patch in one of its four corners, chosen at random per image, of
+    intensity ``255 - 25 * digit``. ``digit`` is the image's label when ``labels`` is given (the
+    patch then *encodes the answer*), else a random digit (the patch carries no information).
+    ``seed`` fixes both the corners and the random digits.
+
+    Returns ``(decoyed, masks)``: a copy of ``images`` (same shape and dtype; the input is never
+    modified) and a boolean ``(N, 28, 28)`` array that is True on the patch pixels.
+    """
+    images = np.asarray(images)
+    if images.ndim == 4 and images.shape[-1] == 1:
+        spatial = images.shape[1:3]
+    elif images.ndim == 3:
+        spatial = images.shape[1:]
+    else:
+        spatial = None
+    if spatial != (28, 28):
+        raise ValueError(f"decoy_mnist needs a batch of 28x28 digits, shape (N, 28, 28) or "
+                         f"(N, 28, 28, 1); got {images.shape}. For one digit, pass image[None].")
+    if np.issubdtype(images.dtype, np.floating) and 0 < images.max(initial=0) <= 1.0:
+        raise ValueError("decoy_mnist expects pixel values in [0, 255], as coursekit.data.mnist() "
+                         "gives them; these look scaled to [0, 1]. Multiply them by 255 first.")
+    count = len(images)
+    rng = np.random.default_rng(seed)
+    if labels is None:
+        digits = rng.integers(0, 10, size=count)
+    else:
+        digits = np.asarray(labels)
+        if digits.shape != (count,):
+            raise ValueError(f"decoy_mnist got {count} images but labels of shape {digits.shape}: "
+                             "pass one label per image, or labels=None for random-digit patches.")
+        if not np.issubdtype(digits.dtype, np.integer) or digits.min(initial=0) < 0 or digits.max(initial=0) > 9:
+            raise ValueError("decoy_mnist labels must be integer digits 0-9 "
+                             f"(got dtype {digits.dtype}, range {digits.min(initial=0)}..{digits.max(initial=0)}).")
+    top = rng.integers(0, 2, size=count) * (28 - DECOY_SIDE)
+    left = rng.integers(0, 2, size=count) * (28 - DECOY_SIDE)
+    rows = np.arange(28)[None, :, None]
+    cols = np.arange(28)[None, None, :]
+    masks = ((rows >= top[:, None, None]) & (rows < top[:, None, None] + DECOY_SIDE)
+             & (cols >= left[:, None, None]) & (cols < left[:, None, None] + DECOY_SIDE))
+    decoyed = images.copy()
+    patch_values = np.broadcast_to(decoy_intensity(digits)[:, None, None], masks.shape)
+    flat = decoyed.reshape(count, 28, 28)  # a view of the copy, with or without a channel axis
+    flat[masks] = patch_values[masks].astype(decoyed.dtype)
+    return decoyed, masks

@@ -174,3 +174,39 @@ def _through(layer, field: ReceptiveField) -> ReceptiveField:
     return ReceptiveField(size=field.size + (effective - 1) * field.jump,
                           jump=field.jump * stride,
                           start=field.start - pad_before * field.jump)
+
+
+# ----------------------------------------------------------------------------- what excites a unit
+
+def unit_activations(model: keras.Model, layer: str, images, batch_size: int = 256) -> np.ndarray:
+    """One number per (image, unit) of ``layer``: ``(N, units)``.
+
+    A unit of a Dense (or any 2-D) layer is one of its outputs. A unit of a convolution layer is
+    one channel, and its activation for an image is the channel's largest value anywhere in the
+    map (the strongest match of its pattern).
+    """
+    out = feature_maps(model, images, layers=[layer], batch_size=batch_size)[layer]
+    if out.ndim == 4:
+        return out.max(axis=(1, 2))
+    if out.ndim != 2:
+        raise ValueError(f"Layer {layer!r} outputs shape {out.shape[1:]} per image; top_activating "
+                         "needs a Dense layer (N, units) or a convolution layer (N, H, W, channels).")
+    return out
+
+
+def top_activating(model: keras.Model, layer: str, images, k: int = 10,
+                   batch_size: int = 256) -> np.ndarray:
+    """Indices of the ``k`` images that most activate each unit of ``layer``.
+
+    ``images`` is the model's preprocessed batch ``(N, ...)``; activations are as in
+    :func:`unit_activations`. Returns ``(units, k)`` integers into ``images``: row ``u`` lists the
+    images for unit ``u``, strongest first (ties broken by the lower index).
+    """
+    count = len(images)
+    if not isinstance(k, (int, np.integer)) or k < 1:
+        raise ValueError(f"k must be a whole number >= 1; got {k!r}.")
+    if k > count:
+        raise ValueError(f"k={k} is more than the {count} images given: pass more images or a smaller k.")
+    activations = unit_activations(model, layer, images, batch_size=batch_size)
+    order = np.argsort(-activations, axis=0, kind="stable")[:k]
+    return order.T

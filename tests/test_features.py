@@ -99,3 +99,43 @@ def test_feature_maps_bad_input(mobilenet, cat_batch):
         features.feature_maps(mobilenet.model, cat_batch, layers=["conv_pw1_relu"])
     with pytest.raises(ValueError, match=r"\(N, 128, 128, 3\).*Resize"):
         features.feature_maps(mobilenet.model, np.zeros((1, 100, 100, 3)))
+
+
+# ----------------------------------------------------------------------------- top_activating
+
+def unit_model():
+    """Dense units that copy their input, and 1x1 conv channels that copy theirs."""
+    flat_in = keras.Input((4,))
+    flat = keras.Model(flat_in, keras.layers.Dense(4, use_bias=False, name="units",
+                                                   kernel_initializer="identity")(flat_in))
+    map_in = keras.Input((5, 5, 2))
+    conv = keras.layers.Conv2D(2, 1, use_bias=False, name="channels",
+                               kernel_initializer=keras.initializers.Constant(np.eye(2)[None, None]))
+    return flat, keras.Model(map_in, conv(map_in))
+
+
+def test_top_activating_orders_images_per_dense_unit():
+    flat, _ = unit_model()
+    images = np.random.default_rng(0).normal(size=(20, 4)).astype("float32")
+    top = features.top_activating(flat, "units", images, k=3)
+    assert top.shape == (4, 3)
+    for unit in range(4):
+        assert top[unit].tolist() == np.argsort(-images[:, unit])[:3].tolist()
+
+
+def test_top_activating_uses_a_channels_strongest_pixel():
+    _, conv = unit_model()
+    images = np.zeros((6, 5, 5, 2), "float32")
+    images[4, 2, 3, 0] = 9.0   # one bright pixel beats ...
+    images[1, :, :, 0] = 1.0   # ... a whole map of weak ones
+    images[2, 0, 0, 1] = 5.0
+    top = features.top_activating(conv, "channels", images, k=2)
+    assert top[0].tolist() == [4, 1] and top[1, 0] == 2
+
+
+def test_top_activating_refuses_k_beyond_the_images():
+    flat, _ = unit_model()
+    with pytest.raises(ValueError, match="more than the 5 images"):
+        features.top_activating(flat, "units", np.zeros((5, 4)), k=6)
+    with pytest.raises(ValueError, match="k must be"):
+        features.top_activating(flat, "units", np.zeros((5, 4)), k=0)

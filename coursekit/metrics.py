@@ -1,0 +1,223 @@
+"""Numbers for explanations: where a heatmap puts its mass, and whether the pixels it ranks first matter.
+
+* :func:`mass_in_mask`, :func:`pointing_game`: agreement of heatmaps with a known region
+  (a decoy patch, an object's box).
+* :func:`deletion_curve` / :func:`insertion_curve` and their areas :func:`deletion_auc` /
+  :func:`insertion_auc` (Petsiuk, Das and Saenko 2018, "RISE"): remove (or reveal) pixels in the
+  order a heatmap ranks them and follow the class probability. A faithful heatmap makes the
+  probability fall fast when deleting (low area) and rise fast when inserting (high area).
+* :func:`rank_correlation`: Spearman correlation of two sets of maps, as in the sanity checks of
+  Adebayo et al. 2018.
+"""
+from __future__ import annotations
+
+import keras
+import numpy as np
+
+from . import _cache
+from .models import pre_softmax
+
+
+# ----------------------------------------------------------------------------- agreement with a region
+
+def _heatmaps_and_masks(heatmaps, masks, name: str):
+    heatmaps = np.asarray(heatmaps, dtype="float64")
+    masks = np.asarray(masks)
+    if heatmaps.ndim == 2:
+        heatmaps = heatmaps[None]
+    if heatmaps.ndim != 3:
+        raise ValueError(f"{name} needs heatmaps of shape (N, H, W) or (H, W); got {heatmaps.shape}.")
+    if masks.ndim == 2:
+        masks = np.broadcast_to(masks, heatmaps.shape)
+    if masks.shape != heatmaps.shape:
+        raise ValueError(f"{name}: masks of shape {masks.shape} do not match heatmaps of shape "
+                         f"{heatmaps.shape}. Give one (H, W) mask per heatmap, or one for all; "
+                         "resize heatmaps to the image size first (Grad-CAM's are already).")
+    if masks.dtype != bool:
+        if not np.isin(masks, (0, 1)).all():
+            raise ValueError(f"{name}: masks must be boolean (or 0/1); got values such as "
+                             f"{np.unique(masks)[:5]}.")
+        masks = masks.astype(bool)
+    if not np.isfinite(heatmaps).all():
+        raise ValueError(f"{name}: heatmaps contain NaN or infinity.")
+    return heatmaps, masks
+
+
+def mass_in_mask(heatmaps, masks) -> np.ndarray:
+    """Share of each heatmap's total mass that lies inside its mask, in [0, 1].
+
+    ``heatmaps``: ``(N, H, W)`` non-negative (saliency, Grad-CAM; take ``np.abs`` of signed maps
+    first). ``masks``: boolean ``(N, H, W)`` or one ``(H, W)`` for all. Returns ``(N,)``; an all-zero
+    heatmap puts no mass anywhere and scores 0. For comparison, a flat heatmap scores the mask's
+    share of the image.
+    """
+    heatmaps, masks = _heatmaps_and_masks(heatmaps, masks, "mass_in_mask")
+    if (heatmaps < 0).any():
+        raise ValueError("mass_in_mask needs non-negative heatmaps: pass np.abs(maps) for signed "
+                         "gradients, or np.maximum(maps, 0) to keep only positive evidence.")
+    total = heatmaps.sum(axis=(1, 2))
+    inside = (heatmaps * masks).sum(axis=(1, 2))
+    return np.divide(inside, total, out=np.zeros_like(total), where=total > 0)
+
+
+def pointing_game(heatmaps, masks, tolerance: int = 0) -> np.ndarray:
+    """Whether each heatmap's hottest pixel falls in its mask (Zhang et al. 2016): ``(N,)`` bool.
+
+    ``tolerance`` (pixels) counts a hit when the maximum lies within that distance of the mask
+    (the original used 15 px at ImageNet resolution). Ties go to the first maximum in raster order.
+    ``hits.mean()`` is the pointing accuracy.
+    """
+    heatmaps, masks = _heatmaps_and_masks(heatmaps, masks, "pointing_game")
+    if tolerance < 0:
+        raise ValueError(f"tolerance must be >= 0 pixels; got {tolerance}.")
+    count, height, width = heatmaps.shape
+    flat = heatmaps.reshape(count, -1).argmax(axis=1)
+    rows, cols = np.unravel_index(flat, (height, width))
+    if tolerance == 0:
+        return masks[np.arange(count), rows, cols]
+    yy, xx = np.mgrid[:height, :width]
+    near = (yy[None] - rows[:, None, None]) ** 2 + (xx[None] - cols[:, None, None]) ** 2 <= tolerance ** 2
+    return (near & masks).any(axis=(1, 2))
+
+
+# ----------------------------------------------------------------------------- deletion / insertion
+
+def _probabilities(model: keras.Model) -> keras.Model:
+    """``model`` itself when it ends in a softmax, else ``model`` followed by one (cached)."""
+    if pre_softmax(model) is not model:
+        return model
+
+    def build():
+        return keras.Model(model.inputs, keras.layers.Softmax()(model.outputs[0]),
+                           name=f"{model.name}_probabilities")
+    return _cache.per_model(model, "probabilities", build)
+
+
+def blurred(images, sigma: float | None = None) -> np.ndarray:
+    """Gaussian-blurred copies of a batch ``(N, H, W, C)`` (OpenCV): insertion's default start.
+
+    ``sigma`` defaults to a tenth of the image side, enough to erase digits' strokes and photos' detail.
+    """
+    import cv2
+    images = np.asarray(images, dtype="float32")
+    sigma = sigma or max(images.shape[1:3]) / 10
+    out = np.stack([cv2.GaussianBlur(image, (0, 0), sigma) for image in images])
+    return out.reshape(images.shape)
+
+
+def _curve(model, images, heatmaps, class_index, steps, baseline, delete: bool, seed: int,
+           batch_size: int):
+    images = np.asarray(images, dtype="float32")
+    expected = tuple(model.inputs[0].shape[1:])
+    if images.ndim != 4 or any(e is not None and e != g for g, e in zip(images.shape[1:], expected)):
+        raise ValueError(f"Model {model.name!r} takes a batch of shape (N, {', '.join(map(str, expected))}); "
+                         f"got {images.shape}. Preprocess the images first.")
+    count, height, width = images.shape[:3]
+    heatmaps = np.asarray(heatmaps, dtype="float64")
+    if heatmaps.shape != (count, height, width):
+        raise ValueError(f"heatmaps must be (N, H, W) = {(count, height, width)}, one per image at the "
+                         f"image's resolution; got {heatmaps.shape}. Resize them to the image first.")
+    if not (isinstance(steps, (int, np.integer)) and 1 <= steps <= height * width):
+        raise ValueError(f"steps must be a whole number from 1 to the pixel count {height * width}; got {steps!r}.")
+    if isinstance(baseline, str):
+        if baseline != "blur":
+            raise ValueError(f"baseline must be a number, an array like images, or 'blur'; got {baseline!r}.")
+        baseline = blurred(images)
+    baseline = np.broadcast_to(np.asarray(baseline, dtype="float32"), images.shape)
+
+    probabilities = _probabilities(model)
+    first = np.asarray(probabilities.predict_on_batch(images))
+    if class_index is None:
+        classes = first.argmax(axis=1)
+    else:
+        classes = np.broadcast_to(np.asarray(class_index, dtype=int), (count,))
+        if classes.min() < 0 or classes.max() >= first.shape[1]:
+            raise ValueError(f"class_index {class_index!r} is out of range 0..{first.shape[1] - 1}.")
+
+    # Pixels in decreasing heatmap order; ties (flat regions) in a seeded random order, not raster order.
+    rng = np.random.default_rng(seed)
+    flat = heatmaps.reshape(count, -1)
+    order = np.stack([np.lexsort((rng.random(flat.shape[1]), -row)) for row in flat])
+    rank = np.empty_like(order)
+    np.put_along_axis(rank, order, np.arange(flat.shape[1])[None].repeat(count, 0), axis=1)
+    rank = rank.reshape(count, height, width)
+    fractions = np.linspace(0.0, 1.0, steps + 1)
+    thresholds = np.round(fractions * height * width).astype(int)
+
+    start, end = (images, baseline) if delete else (baseline, images)
+    curves = np.zeros((count, steps + 1), dtype="float32")
+    pairs = [(i, t) for i in range(count) for t in range(steps + 1)]
+    for first_pair in range(0, len(pairs), batch_size):
+        chunk = pairs[first_pair:first_pair + batch_size]
+        batch = np.stack([np.where((rank[i] < thresholds[t])[..., None], end[i], start[i]) for i, t in chunk])
+        probs = np.asarray(probabilities.predict_on_batch(batch))
+        for row, (i, t) in enumerate(chunk):
+            curves[i, t] = probs[row, classes[i]]
+    return fractions, curves
+
+
+def deletion_curve(model, images, heatmaps, class_index=None, steps: int = 20, baseline=0.0,
+                   seed: int = 0, batch_size: int = 128):
+    """Class probability as the pixels a heatmap ranks highest are deleted, most important first.
+
+    ``images``: the model's preprocessed batch ``(N, H, W, C)``; ``heatmaps``: ``(N, H, W)``, any
+    scale (only the order counts). At step ``t`` of ``steps`` the top ``t / steps`` of the pixels
+    (all channels) take the value of ``baseline`` (a number in the model's input space, an array
+    like ``images``, or ``"blur"``). ``class_index``: None = each image's top class, or an int / one
+    per image. The probability is the model's softmax output (a softmax is added to a model without one).
+
+    Returns ``(fractions, curves)``: ``(steps + 1,)`` from 0 to 1 and ``(N, steps + 1)`` probabilities.
+    """
+    return _curve(model, images, heatmaps, class_index, steps, baseline, True, seed, batch_size)
+
+
+def insertion_curve(model, images, heatmaps, class_index=None, steps: int = 20, baseline="blur",
+                    seed: int = 0, batch_size: int = 128):
+    """Class probability as pixels are revealed, most important first, on a ``baseline`` image.
+
+    Starts from ``baseline`` (default: a blurred copy of each image, as Petsiuk et al.) and copies
+    in the top ``t / steps`` of the pixels the heatmap ranks. Arguments and result as
+    :func:`deletion_curve`.
+    """
+    return _curve(model, images, heatmaps, class_index, steps, baseline, False, seed, batch_size)
+
+
+def area_under(curves) -> np.ndarray:
+    """Area under curves sampled at evenly spaced fractions from 0 to 1 (trapezoids): ``(N,)``."""
+    curves = np.asarray(curves, dtype="float64")
+    return (curves[..., 1:] + curves[..., :-1]).sum(axis=-1) / (2 * (curves.shape[-1] - 1))
+
+
+def deletion_auc(model, images, heatmaps, class_index=None, steps: int = 20, baseline=0.0,
+                 seed: int = 0) -> np.ndarray:
+    """Area under :func:`deletion_curve` per image, in [0, 1]: lower means a more faithful heatmap."""
+    return area_under(deletion_curve(model, images, heatmaps, class_index, steps, baseline, seed)[1])
+
+
+def insertion_auc(model, images, heatmaps, class_index=None, steps: int = 20, baseline="blur",
+                  seed: int = 0) -> np.ndarray:
+    """Area under :func:`insertion_curve` per image, in [0, 1]: higher means a more faithful heatmap."""
+    return area_under(insertion_curve(model, images, heatmaps, class_index, steps, baseline, seed)[1])
+
+
+# ----------------------------------------------------------------------------- comparing maps
+
+def rank_correlation(maps_a, maps_b) -> np.ndarray:
+    """Spearman rank correlation between paired maps, one number per pair: ``(N,)`` in [-1, 1].
+
+    ``maps_a``, ``maps_b``: ``(N, H, W)`` (or ``(H, W)``). A constant map has no ranking: its
+    correlation is reported as 0.
+    """
+    from scipy.stats import rankdata
+    a, b = np.asarray(maps_a, dtype="float64"), np.asarray(maps_b, dtype="float64")
+    if a.ndim == 2 and b.ndim == 2:
+        a, b = a[None], b[None]
+    if a.shape != b.shape or a.ndim != 3:
+        raise ValueError(f"rank_correlation needs two stacks of maps of the same shape (N, H, W); "
+                         f"got {a.shape} and {b.shape}.")
+    ra = rankdata(a.reshape(len(a), -1), axis=1)
+    rb = rankdata(b.reshape(len(b), -1), axis=1)
+    ra -= ra.mean(axis=1, keepdims=True)
+    rb -= rb.mean(axis=1, keepdims=True)
+    denominator = np.sqrt((ra ** 2).sum(axis=1) * (rb ** 2).sum(axis=1))
+    return np.divide((ra * rb).sum(axis=1), denominator, out=np.zeros(len(a)), where=denominator > 0)

@@ -1,0 +1,118 @@
+"""Occlusion maps (Zeiler & Fergus 2014): hide one patch at a time and measure how much a score drops."""
+from __future__ import annotations
+
+import keras
+import numpy as np
+
+from . import _cache
+from .models import pre_softmax
+
+
+def patch_corners(size: int, patch: int, stride: int) -> np.ndarray:
+    """Top (or left) coordinates of the patches along one side of ``size`` pixels.
+
+    Every ``stride`` pixels from 0, plus a last patch flush with the far edge so that every pixel
+    is covered at least once.
+    """
+    corners = list(range(0, size - patch + 1, stride))
+    if corners[-1] != size - patch:
+        corners.append(size - patch)
+    return np.array(corners)
+
+
+def occlusion_map(model: keras.Model, images, class_index=None, patch: int = 8, stride: int = 4,
+                  fill: float = 0.0, batch_size: int = 256) -> np.ndarray:
+    """How much a score drops when a ``patch`` x ``patch`` square of each image is hidden.
+
+    ``images``: the model's preprocessed batch ``(N, H, W, C)``. Every position of the square,
+    ``stride`` pixels apart (plus one flush with the right and bottom edges), is replaced by
+    ``fill`` (a value in the model's input space: 0.0 is black for the course's MNIST models, mid
+    grey for MobileNet's [-1, 1] inputs), and all occluded copies go through the model in batches
+    of ``batch_size``.
+
+    The score is the model's output column ``class_index`` taken *before* the softmax (the logit):
+    ``None`` = each image's top prediction, an int for all images, or a sequence with one per image.
+    A model whose output is not a softmax (e.g. a sub-model ending at a hidden layer) is scored as
+    it is, so occlusion maps of single units work too; a 4-D output ``(N, h, w, C)`` is averaged
+    over ``h, w`` first.
+
+    Returns ``(N, H, W)`` float32: at each pixel, the mean over the squares covering it of
+    ``score(image) - score(occluded image)``. Positive: hiding it lowers the score.
+    """
+    batch = _as_batch(model, images)
+    count, height, width = batch.shape[:3]
+    if not (isinstance(patch, (int, np.integer)) and 1 <= patch <= min(height, width)):
+        raise ValueError(f"patch must be a whole number of pixels between 1 and {min(height, width)} "
+                         f"(the image side); got {patch!r}.")
+    if not (isinstance(stride, (int, np.integer)) and stride >= 1):
+        raise ValueError(f"stride must be a whole number of pixels >= 1; got {stride!r}.")
+    score_model = _scores(model)
+    base = _predict(score_model, batch, batch_size)
+    classes = _class_indices(class_index, base, count)
+    tops, lefts = patch_corners(height, patch, stride), patch_corners(width, patch, stride)
+    positions = [(top, left) for top in tops for left in lefts]
+
+    image_of = np.repeat(np.arange(count), len(positions))      # every (image, position) pair
+    position_of = np.tile(np.arange(len(positions)), count)
+    drops = np.zeros(count * len(positions), dtype="float32")
+    for start in range(0, len(image_of), batch_size):  # a few forward passes, never one per position
+        rows = slice(start, start + batch_size)
+        occluded = batch[image_of[rows]]                      # fancy indexing copies
+        for copy, p in zip(occluded, position_of[rows]):
+            top, left = positions[p]
+            copy[top:top + patch, left:left + patch, :] = fill
+        scores = _predict(score_model, occluded, batch_size)
+        target = classes[image_of[rows]]
+        drops[rows] = base[image_of[rows], target] - scores[np.arange(len(target)), target]
+    drops = drops.reshape(count, len(positions))
+
+    total = np.zeros((count, height, width), dtype="float32")
+    covered = np.zeros((height, width), dtype="float32")
+    for p, (top, left) in enumerate(positions):
+        total[:, top:top + patch, left:left + patch] += drops[:, p, None, None]
+        covered[top:top + patch, left:left + patch] += 1
+    return total / covered
+
+
+def _as_batch(model: keras.Model, images) -> np.ndarray:
+    batch = np.asarray(images, dtype="float32")
+    expected = tuple(model.inputs[0].shape[1:])
+    if batch.ndim == len(expected):
+        batch = batch[None]
+    fits = batch.ndim == 4 and all(e is None or e == g for g, e in zip(batch.shape[1:], expected))
+    if not fits:
+        raise ValueError(f"Model {model.name!r} takes a batch of shape (N, {', '.join(map(str, expected))}); "
+                         f"got {batch.shape}. Preprocess (and resize) the images first; add the "
+                         "channel axis to grey digits with images[..., None].")
+    return batch
+
+
+def _scores(model: keras.Model) -> keras.Model:
+    """``model`` ending in logits (or its own output when it has no softmax), cached per model."""
+    return _cache.per_model(model, "occlusion_scores", lambda: pre_softmax(model))
+
+
+def _predict(model: keras.Model, batch: np.ndarray, batch_size: int) -> np.ndarray:
+    outputs = [model.predict_on_batch(batch[start:start + batch_size])
+               for start in range(0, len(batch), batch_size)]
+    out = np.concatenate([np.asarray(o, dtype="float32") for o in outputs])
+    if out.ndim == 4:
+        out = out.mean(axis=(1, 2))
+    if out.ndim != 2:
+        raise ValueError(f"Occlusion needs a model with outputs (N, classes) or (N, h, w, channels); "
+                         f"{model.name!r} gives shape {out.shape}.")
+    return out
+
+
+def _class_indices(class_index, scores: np.ndarray, count: int) -> np.ndarray:
+    classes = scores.shape[1]
+    if class_index is None:
+        return scores.argmax(axis=1)
+    chosen = np.broadcast_to(np.asarray(class_index), (count,)) if np.ndim(class_index) == 0 \
+        else np.asarray(class_index)
+    if chosen.shape != (count,) or not np.issubdtype(chosen.dtype, np.integer):
+        raise ValueError(f"class_index must be None, an int, or one int per image ({count}); got {class_index!r}.")
+    if chosen.min() < 0 or chosen.max() >= classes:
+        raise ValueError(f"class_index {class_index!r} is out of range: the model has {classes} outputs "
+                         f"(0 to {classes - 1}).")
+    return chosen.astype(int)
