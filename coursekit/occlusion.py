@@ -4,8 +4,7 @@ from __future__ import annotations
 import keras
 import numpy as np
 
-from . import _cache
-from .models import pre_softmax
+from ._logits import logits_view
 
 
 def patch_corners(size: int, patch: int, stride: int) -> np.ndarray:
@@ -88,8 +87,8 @@ def _as_batch(model: keras.Model, images) -> np.ndarray:
 
 
 def _scores(model: keras.Model) -> keras.Model:
-    """``model`` ending in logits (or its own output when it has no softmax), cached per model."""
-    return _cache.per_model(model, "occlusion_scores", lambda: pre_softmax(model))
+    """``model`` ending in logits (or its own output when it has no softmax), sharing its weights."""
+    return logits_view(model)
 
 
 def _predict(model: keras.Model, batch: np.ndarray, batch_size: int) -> np.ndarray:

@@ -16,7 +16,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from .models import _as_digits, pre_softmax
+from ._logits import logits_view
+from .models import _as_digits
 
 DEFAULT_PENALTY = 1000.0
 
@@ -33,7 +34,7 @@ def right_reasons_gradients(model: keras.Model, images) -> np.ndarray:
     with the shape of the model's input, float32. Ross et al. use them as the model's explanation:
     large values mark the pixels whose change would move the predictions most.
     """
-    logits_model = pre_softmax(model)
+    logits_model = logits_view(model)
     batch = tf.convert_to_tensor(_as_digits(images) if np.ndim(images) == 3 else np.asarray(images, "float32"))
     with tf.GradientTape() as tape:
         tape.watch(batch)
@@ -53,7 +54,7 @@ class RightForTheRightReasons(keras.Model):
     def __init__(self, classifier: keras.Model, penalty: float = DEFAULT_PENALTY, **kwargs):
         super().__init__(**kwargs)
         self.classifier = classifier
-        self.logits_model = pre_softmax(classifier)
+        self.logits_model = logits_view(classifier)  # shares the classifier's weights
         self.penalty = float(penalty)
         self.loss_tracker = keras.metrics.Mean(name="loss")
         self.penalty_tracker = keras.metrics.Mean(name="penalty")

@@ -99,3 +99,14 @@ def test_bad_input_is_explained():
         occlusion_map(model, images, stride=0)
     with pytest.raises(ValueError, match="batch of shape"):
         occlusion_map(model, np.zeros((2, 28, 28, 1)))
+
+
+def test_scores_follow_the_weights_after_more_training():
+    model = quadrant_model()
+    images = np.random.default_rng(3).uniform(0, 1, size=(2, 16, 16, 1)).astype("float32")
+    occlusion_map(model, images, class_index=0, patch=8, stride=8)   # builds and caches the logits view
+    kernel, bias = model.get_layer("scores").get_weights()
+    model.get_layer("scores").set_weights([kernel * 2, bias])          # as training would
+    expected = naive_occlusion(lambda b: b[:, :8, :8, 0].reshape(len(b), -1) @ (kernel * 2) + bias,
+                               images, np.array([0, 0]), 8, 8, 0.0)
+    np.testing.assert_allclose(occlusion_map(model, images, class_index=0, patch=8, stride=8), expected, atol=1e-4)

@@ -1,0 +1,69 @@
+import keras
+import numpy as np
+import pytest
+
+from coursekit import models, sanity
+
+
+def small_cnn():
+    keras.utils.set_random_seed(0)
+    return models.mnist_cnn(conv_filters=(4, 8), dense_units=8)
+
+
+def weights_by_layer(model):
+    return {layer.name: [w.copy() for w in layer.get_weights()] for layer in model.layers}
+
+
+def same(a, b):
+    return len(a) == len(b) and all(np.array_equal(x, y) for x, y in zip(a, b))
+
+
+def test_weighted_layers_run_from_the_output_down():
+    assert sanity.weighted_layers(small_cnn()) == ["predictions", "dense", "conv2", "conv1"]
+
+
+def test_top_layers_are_new_the_rest_copied_and_the_original_untouched():
+    model = small_cnn()
+    before = weights_by_layer(model)
+    copy = sanity.randomize_layers(model, 2)
+    assert copy is not model
+    assert same(weights_by_layer(model)["predictions"], before["predictions"])  # original untouched
+    assert all(same(weights_by_layer(model)[name], w) for name, w in before.items())
+    after = weights_by_layer(copy)
+    for name in ("predictions", "dense"):
+        assert not np.array_equal(after[name][0], before[name][0])
+    for name in ("conv2", "conv1"):
+        assert same(after[name], before[name])
+    # the copy's layers are its own: changing them leaves the original alone
+    copy.get_layer("conv1").set_weights([np.zeros_like(w) for w in before["conv1"]])
+    assert same(model.get_layer("conv1").get_weights(), before["conv1"])
+
+
+def test_zero_layers_is_an_exact_copy_and_seeds_repeat():
+    model = small_cnn()
+    digits = np.random.default_rng(0).uniform(0, 255, size=(3, 28, 28, 1)).astype("float32")
+    np.testing.assert_allclose(sanity.randomize_layers(model, 0).predict(digits, verbose=0),
+                               model.predict(digits, verbose=0), rtol=1e-6)
+    n = len(sanity.weighted_layers(model))
+    a = weights_by_layer(sanity.randomize_layers(model, n, seed=1))
+    b = weights_by_layer(sanity.randomize_layers(model, n, seed=1))
+    c = weights_by_layer(sanity.randomize_layers(model, n, seed=2))
+    assert all(same(a[name], b[name]) for name in a)
+    assert not same(a["conv1"], c["conv1"])
+
+
+def test_randomized_kernels_come_from_the_layers_own_initializer():
+    model = small_cnn()
+    copy = sanity.randomize_layers(model, 4)
+    kernel = copy.get_layer("dense").get_weights()[0]      # glorot uniform: |w| <= sqrt(6 / (fan_in + fan_out))
+    limit = np.sqrt(6 / sum(kernel.shape))
+    assert np.abs(kernel).max() <= limit and np.abs(kernel).max() > 0.8 * limit
+    assert not copy.get_layer("dense").get_weights()[1].any()  # biases start at zero
+
+
+def test_bad_counts_are_explained():
+    model = small_cnn()
+    with pytest.raises(ValueError, match="from 0 to 4"):
+        sanity.randomize_layers(model, 5)
+    with pytest.raises(ValueError, match="from 0 to 4"):
+        sanity.randomize_layers(model, -1)
