@@ -237,9 +237,9 @@ def filter_weights(model: keras.Model, layer: str) -> np.ndarray:
     :func:`coursekit.plotting.show_kernel_channels`.
     """
     found = get_layer(model, layer)
-    if isinstance(found, (keras.layers.DepthwiseConv2D, keras.layers.SeparableConv2D)):
+    if isinstance(found, keras.layers.SeparableConv2D):
         return np.asarray(found.depthwise_kernel)
-    if isinstance(found, keras.layers.Conv2D):
+    if isinstance(found, (keras.layers.Conv2D, keras.layers.DepthwiseConv2D)):
         return np.asarray(found.kernel)
     convolutions = [l.name for l in model.layers
                     if isinstance(l, (keras.layers.Conv2D, keras.layers.DepthwiseConv2D))]
