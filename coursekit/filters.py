@@ -81,7 +81,7 @@ def filter_patterns(model: keras.Model, layer: str, filters, steps: int = 30, si
     step = _cache.per_model(model, ("ascent_step", layer), lambda: _ascent_step(extractor))
     blur = _cache.per_model(model, ("blur", channels), lambda: _blur(channels))
 
-    images = tf.constant(np.stack([_start_image(seed, f, size, channels) for f in indices]))
+    images = tf.constant(np.stack([start_image(seed, f, size, channels) for f in indices]))
     chosen = tf.constant(indices, dtype=tf.int32)
     no_shift = tf.zeros(2, tf.int32)
     start_activation = step(images, chosen, tf.constant(0.0), no_shift)[1].numpy()
@@ -153,7 +153,11 @@ def _check_map_size(extractor: keras.Model, size: int, layer: str) -> None:
         raise ValueError(f"At size {size}, layer {layer!r} has no pixels left; use a larger size.")
 
 
-def _start_image(seed: int, filter_index: int, size: int, channels: int) -> np.ndarray:
+def start_image(seed: int, filter_index: int, size: int, channels: int = 3) -> np.ndarray:
+    """Where ascent on ``filter_index`` starts: uniform noise in [-0.1, 0.1], ``(size, size, channels)``.
+
+    Drawn from ``(seed, filter_index)`` alone, so a filter starts alike in any batch.
+    """
     rng = np.random.default_rng([seed, filter_index])
     return rng.uniform(-START_NOISE, START_NOISE, (size, size, channels)).astype("float32")
 
