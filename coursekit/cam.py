@@ -14,7 +14,8 @@ import tensorflow as tf
 
 from . import _cache
 from ._gradients import TOP_PREDICTION, as_batch, chunks, class_codes, n_classes, scale_to_unit
-from .models import last_spatial_layer, pre_softmax, require_spatial
+from .models import last_spatial_layer, require_spatial
+from .saliency import pre_softmax_model
 
 
 def grad_cam(model: keras.Model, images, class_index=None, layer: str | None = None, *,
@@ -51,8 +52,8 @@ def grad_cam(model: keras.Model, images, class_index=None, layer: str | None = N
 
 def _grad_cam_step(model: keras.Model, layer: str):
     """A compiled function ``(batch, classes) -> (N, h, w)`` un-normalised Grad-CAM maps."""
-    logits_model = pre_softmax(model)
-    both = keras.Model(logits_model.inputs,
+    logits_model = pre_softmax_model(model)
+    both = keras.Model(logits_model.inputs[0],
                        [logits_model.get_layer(layer).output, logits_model.outputs[0]],
                        name=f"{model.name}_grad_cam_{layer}")
     input_spec = tf.TensorSpec((None, *model.inputs[0].shape[1:]), tf.float32)

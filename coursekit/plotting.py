@@ -130,9 +130,12 @@ def show_heatmaps(image, heatmaps, titles=None, alpha: float = 0.5, cmap: str = 
 
 
 def show_maps(maps, titles=None, cmap: str = "gray", columns: int = 6, size: float = 2.2,
-              suptitle: str | None = None):
-    """Saliency maps (or any 2-D maps in [0, 1]) in a grid, one colour scale [0, 1] for all.
+              percentile: float | None = 99.0, suptitle: str | None = None):
+    """Saliency maps (or any non-negative 2-D maps) in a grid.
 
+    Each map is drawn from 0 (black) up to its ``percentile``-th percentile (white); brighter
+    pixels are clipped, so that a few extreme pixels do not leave the rest of the map black (as
+    Smilkov et al. do for SmoothGrad). ``percentile=None`` draws each map on [0, its maximum].
     An RGB image in the list (``(H, W, 3)``) is drawn as it is, e.g. the photo the maps explain.
     """
     maps = list(maps)
@@ -146,7 +149,8 @@ def show_maps(maps, titles=None, cmap: str = "gray", columns: int = 6, size: flo
             if shown.ndim == 3:
                 ax.imshow(shown)
             else:
-                ax.imshow(shown, cmap=cmap, vmin=0, vmax=1)
+                top = np.percentile(shown, percentile) if percentile is not None else shown.max()
+                ax.imshow(shown, cmap=cmap, vmin=0, vmax=top if top > 0 else 1)
             if titles is not None:
                 ax.set_title(str(titles[index]), fontsize=9)
     if suptitle:

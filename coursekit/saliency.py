@@ -85,13 +85,23 @@ def _gradients(model, batch: np.ndarray, classes: np.ndarray, batch_size: int) -
 
 
 def _top_classes(model, batch: np.ndarray, batch_size: int) -> np.ndarray:
-    logits = pre_softmax_model(model).predict(batch, batch_size=batch_size, verbose=0)
-    return np.argmax(logits, axis=-1).astype("int32")
+    logits_model = pre_softmax_model(model)
+    return np.concatenate([np.argmax(logits_model(batch[part], training=False), axis=-1)
+                           for part in chunks(len(batch), batch_size)]).astype("int32")
 
 
 def pre_softmax_model(model: keras.Model) -> keras.Model:
-    """:func:`coursekit.models.pre_softmax` of ``model``, built once per model."""
-    return _cache.per_model(model, ("pre_softmax",), lambda: pre_softmax(model))
+    """:func:`coursekit.models.pre_softmax` of ``model``, built once per model.
+
+    A single-input model takes its input as one tensor, not a list, so that calling it on a
+    batch (``logits_model(images)``) raises no Keras warning about the input structure.
+    """
+    def build():
+        logits = pre_softmax(model)
+        if len(logits.inputs) == 1 and len(logits.outputs) == 1:
+            logits = keras.Model(logits.inputs[0], logits.outputs[0], name=logits.name)
+        return logits
+    return _cache.per_model(model, ("pre_softmax",), build)
 
 
 def _gradient_step(model: keras.Model):
