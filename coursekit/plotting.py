@@ -28,11 +28,12 @@ def show_images(images, titles=None, columns: int = 6, size: float = 2.2, cmap=N
     return fig
 
 
-def show_grid(grid: np.ndarray, title: str = "", scale: float = 0.02, cmap: str = "viridis",
-              max_width: float = 16.0):
-    """Draw a 2-D grid from :func:`coursekit.features.tile_channels` at a readable size."""
+def show_grid(grid: np.ndarray, title: str = "", scale: float = 0.04, cmap: str = "viridis",
+              max_width: float = 16.0, min_width: float = 8.0):
+    """Draw a 2-D grid from :func:`coursekit.features.tile_channels` at a readable size
+    (``scale`` inches per grid pixel, kept between ``min_width`` and ``max_width`` inches)."""
     height, width = grid.shape
-    fig_width = min(max_width, max(4.0, width * scale))
+    fig_width = min(max_width, max(min_width, width * scale))
     fig, ax = plt.subplots(figsize=(fig_width, max(1.0, fig_width * height / width)))
     ax.imshow(grid, cmap=cmap, aspect="equal", interpolation="nearest")
     ax.set_title(title)
@@ -52,11 +53,10 @@ def kernels_as_rgb(kernels: np.ndarray) -> np.ndarray:
 def show_kernels_rgb(kernels: np.ndarray, columns: int = 16, title: str = ""):
     """Draw first-layer kernels ``(kh, kw, 3, F)`` as small colour images."""
     images = kernels_as_rgb(kernels)
-    fig = show_images(images, columns=columns, size=0.8)
+    fig = show_images(images, columns=columns, size=0.8, suptitle=title or None)
     for ax in fig.axes:
-        ax.images and ax.images[0].set_interpolation("nearest")
-    if title:
-        fig.suptitle(title)
+        for image in ax.images:
+            image.set_interpolation("nearest")
     return fig
 
 
@@ -69,7 +69,8 @@ def show_kernel_channels(kernels: np.ndarray, filters: int = 8, channels: int = 
     kernels = np.asarray(kernels)
     filters, channels = min(filters, kernels.shape[3]), min(channels, kernels.shape[2])
     limit = np.abs(kernels[:, :, :channels, :filters]).max() or 1.0
-    fig, axes = plt.subplots(filters, channels, figsize=(0.8 * channels, 0.8 * filters), squeeze=False)
+    fig, axes = plt.subplots(filters, channels, figsize=(max(3.0, 0.9 * channels), 0.9 * filters + 0.7),
+                             squeeze=False)
     for f in range(filters):
         for c in range(channels):
             ax = axes[f, c]
@@ -96,5 +97,64 @@ def plot_history(history, metrics=("loss", "accuracy"), title: str = ""):
         ax.set_xlabel("epoch"), ax.set_title(metric), ax.legend()
     if title:
         fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+# ----------------------------------------------------------------------------- lessons 02-04: patterns and heatmaps
+
+def show_heatmaps(image, heatmaps, titles=None, alpha: float = 0.5, cmap: str = "jet",
+                  size: float = 2.6, image_title: str = "input", suptitle: str | None = None):
+    """``image`` (displayable RGB), then each heatmap of ``heatmaps`` ``(M, H, W)`` drawn over it.
+
+    Heatmaps are drawn by matplotlib with colour scale [0, 1] and opacity ``alpha`` (1: the
+    heatmap alone). Returns the figure.
+    """
+    heatmaps = list(heatmaps)
+    titles = list(titles) if titles is not None else [""] * len(heatmaps)
+    fig, axes = plt.subplots(1, len(heatmaps) + 1, figsize=(size * (len(heatmaps) + 1), size + 0.5),
+                             squeeze=False)
+    axes = axes[0]
+    axes[0].imshow(image)
+    axes[0].set_title(image_title, fontsize=9)
+    height, width = np.asarray(image).shape[:2]
+    for ax, heatmap, title in zip(axes[1:], heatmaps, titles):
+        ax.imshow(image)
+        ax.imshow(heatmap, cmap=cmap, alpha=alpha, vmin=0, vmax=1, extent=(-0.5, width - 0.5, height - 0.5, -0.5))
+        ax.set_title(title, fontsize=9)
+    for ax in axes:
+        ax.axis("off")
+    if suptitle:
+        fig.suptitle(suptitle)
+    fig.tight_layout()
+    return fig
+
+
+def show_maps(maps, titles=None, cmap: str = "gray", columns: int = 6, size: float = 2.2,
+              percentile: float | None = 99.0, suptitle: str | None = None):
+    """Saliency maps (or any non-negative 2-D maps) in a grid.
+
+    Each map is drawn from 0 (black) up to its ``percentile``-th percentile (white); brighter
+    pixels are clipped, so that a few extreme pixels do not leave the rest of the map black (as
+    Smilkov et al. do for SmoothGrad). ``percentile=None`` draws each map on [0, its maximum].
+    An RGB image in the list (``(H, W, 3)``) is drawn as it is, e.g. the photo the maps explain.
+    """
+    maps = list(maps)
+    columns = max(1, min(columns, len(maps)))
+    rows = math.ceil(len(maps) / columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(size * columns, size * rows + 0.4), squeeze=False)
+    for index, ax in enumerate(axes.flat):
+        ax.axis("off")
+        if index < len(maps):
+            shown = np.asarray(maps[index])
+            if shown.ndim == 3:
+                ax.imshow(shown)
+            else:
+                top = np.percentile(shown, percentile) if percentile is not None else shown.max()
+                ax.imshow(shown, cmap=cmap, vmin=0, vmax=top if top > 0 else 1)
+            if titles is not None:
+                ax.set_title(str(titles[index]), fontsize=9)
+    if suptitle:
+        fig.suptitle(suptitle)
     fig.tight_layout()
     return fig
