@@ -224,3 +224,17 @@ def decoy_mnist(images, labels=None, seed: int = 0):
     flat = decoyed.reshape(count, 28, 28)  # a view of the copy, with or without a channel axis
     flat[masks] = patch_values[masks].astype(decoyed.dtype)
     return decoyed, masks
+
+
+def decoy_digits(decoyed, masks) -> np.ndarray:
+    """The digit each decoy patch encodes, read back from the images: ``(N,)`` ints 0-9.
+
+    ``decoyed``, ``masks``: what :func:`decoy_mnist` returned (patch pixels keep their grey level).
+    """
+    decoyed = np.asarray(decoyed).reshape(len(masks), 28, 28)
+    masks = np.asarray(masks, dtype=bool)
+    if masks.shape != decoyed.shape or not np.all(masks.sum(axis=(1, 2)) == DECOY_SIDE ** 2):
+        raise ValueError("decoy_digits needs the (decoyed, masks) pair that decoy_mnist returned, "
+                         f"one {DECOY_SIDE}x{DECOY_SIDE} patch per image.")
+    levels = decoyed[masks].reshape(len(masks), -1)[:, 0].astype("float64")
+    return np.rint((255 - levels) / DECOY_STEP).astype(int)

@@ -6,7 +6,7 @@ log-probabilities inside a mask of forbidden pixels,
 
     loss = cross-entropy + penalty * mean over images of  sum over pixels of (mask * d(sum_k log p_k)/dx)^2
 
-so that small changes to the masked pixels cannot change any prediction. The inputs gradients are
+so that small changes to the masked pixels cannot change any prediction. The input gradients are
 those of the model's input as given (0-255 pixels for the course's digit models), which sets the
 scale of ``penalty``.
 """
@@ -42,6 +42,26 @@ def right_reasons_gradients(model: keras.Model, images) -> np.ndarray:
     return tape.gradient(total, batch).numpy()
 
 
+def right_reasons_loss(logits_model: keras.Model, images, labels, masks, penalty: float = DEFAULT_PENALTY,
+                       training: bool = False):
+    """The two terms of the loss for one batch: ``(cross_entropy, weighted_penalty, logits)``.
+
+    ``logits_model`` outputs logits; ``images`` its input batch, ``labels`` ``(N,)`` ints, ``masks``
+    1 on forbidden pixels (the images' shape, or without their channel axis). Both terms are
+    means over the batch, as tensors, so that a ``GradientTape`` around this call can train on them.
+    """
+    images = tf.cast(images, tf.float32)
+    masks = tf.reshape(tf.cast(masks, tf.float32), tf.shape(images))
+    with tf.GradientTape() as input_tape:
+        input_tape.watch(images)
+        logits, log_probability_sum = _log_probability_sum(logits_model, images, training=training)
+    input_gradients = input_tape.gradient(log_probability_sum, images)
+    batch = tf.cast(tf.shape(images)[0], tf.float32)
+    weighted_penalty = penalty * tf.reduce_sum(tf.square(masks * input_gradients)) / batch
+    cross_entropy = tf.reduce_mean(keras.losses.sparse_categorical_crossentropy(labels, logits, from_logits=True))
+    return cross_entropy, weighted_penalty, logits
+
+
 class RightForTheRightReasons(keras.Model):
     """Wraps a classifier; training penalises its input gradients inside given masks.
 
@@ -70,17 +90,9 @@ class RightForTheRightReasons(keras.Model):
 
     def train_step(self, data):
         (images, masks), labels = data
-        images = tf.cast(images, tf.float32)
-        masks = tf.reshape(tf.cast(masks, tf.float32), tf.shape(images))
         with tf.GradientTape() as weight_tape:
-            with tf.GradientTape() as input_tape:
-                input_tape.watch(images)
-                logits, log_probability_sum = _log_probability_sum(self.logits_model, images, training=True)
-            input_gradients = input_tape.gradient(log_probability_sum, images)
-            batch = tf.cast(tf.shape(images)[0], tf.float32)
-            penalty = self.penalty * tf.reduce_sum(tf.square(masks * input_gradients)) / batch
-            cross_entropy = tf.reduce_mean(keras.losses.sparse_categorical_crossentropy(
-                labels, logits, from_logits=True))
+            cross_entropy, penalty, logits = right_reasons_loss(self.logits_model, images, labels, masks,
+                                                                self.penalty, training=True)
             loss = cross_entropy + penalty
         weights = self.classifier.trainable_variables
         self.optimizer.apply(weight_tape.gradient(loss, weights), weights)

@@ -26,6 +26,7 @@ def test_patch_is_a_4x4_square_in_a_corner_with_the_label_intensity(digits):
         assert mask.sum() == 16 and mask[top:top + 4, left:left + 4].all()
         assert np.all(image[mask] == 255 - 25 * label)
     assert corners == CORNERS  # all four corners are used
+    assert np.array_equal(data.decoy_digits(decoyed, masks), labels)
 
 
 def test_only_the_patch_changes_and_the_input_is_untouched(digits):
@@ -43,7 +44,8 @@ def test_only_the_patch_changes_and_the_input_is_untouched(digits):
 def test_random_patches_carry_no_label_but_are_reproducible(digits):
     (x_train, y_train), _ = digits
     decoyed, masks = data.decoy_mnist(x_train[:2000], seed=1)
-    patch_digits = (255 - decoyed[masks].reshape(-1, 16)[:, 0].astype(int)) / 25
+    patch_digits = data.decoy_digits(decoyed, masks)
+    assert np.array_equal(patch_digits, (255 - decoyed[masks].reshape(-1, 16)[:, 0].astype(int)) / 25)
     assert set(patch_digits) == set(range(10))
     assert np.mean(patch_digits == y_train[:2000]) < 0.2  # chance is 0.1
     again, again_masks = data.decoy_mnist(x_train[:2000], seed=1)
@@ -72,3 +74,5 @@ def test_bad_input_gets_a_clear_error(digits):
         data.decoy_mnist(x_train[:2], np.array([3, 10]))
     with pytest.raises(ValueError, match=r"\[0, 1\]"):
         data.decoy_mnist(x_train[:2] / 255.0)
+    with pytest.raises(ValueError, match="decoy_mnist returned"):
+        data.decoy_digits(x_train[:2], np.zeros((2, 28, 28), bool))

@@ -24,6 +24,23 @@ def test_right_reasons_gradients_by_hand():
     np.testing.assert_allclose(shortcuts.right_reasons_gradients(model, x), expected, rtol=1e-4, atol=1e-5)
 
 
+def test_right_reasons_loss_by_hand():
+    model = linear_softmax()
+    kernel, bias = model.layers[-1].get_weights()
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(5, 6)).astype("float32")
+    labels = rng.integers(0, 4, size=5)
+    masks = rng.uniform(size=(5, 6)) < 0.5
+    z = x @ kernel + bias
+    log_p = z - z.max(1, keepdims=True)
+    log_p -= np.log(np.exp(log_p).sum(1, keepdims=True))
+    gradients = (1 - 4 * np.exp(log_p)) @ kernel.T
+    from coursekit._logits import logits_view
+    cross_entropy, penalty, _ = shortcuts.right_reasons_loss(logits_view(model), x, labels, masks, penalty=7.0)
+    np.testing.assert_allclose(float(cross_entropy), -log_p[np.arange(5), labels].mean(), rtol=1e-5)
+    np.testing.assert_allclose(float(penalty), 7.0 * ((masks * gradients) ** 2).sum() / 5, rtol=1e-4)
+
+
 def test_the_penalty_silences_masked_inputs():
     # Feature 0 is a perfect shortcut, feature 1 the noisy real signal. Without the penalty the
     # model leans on feature 0; with it, feature 0's gradient (and weight) stays near zero.
