@@ -158,3 +158,139 @@ def show_maps(maps, titles=None, cmap: str = "gray", columns: int = 6, size: flo
         fig.suptitle(suptitle)
     fig.tight_layout()
     return fig
+
+
+# ----------------------------------------------------------------------------- lessons 05-07: shortcuts, units, sanity checks
+
+def _draw_background(ax, image):
+    image = np.asarray(image)
+    if image.ndim == 3 and image.shape[-1] == 1:
+        image = image[..., 0]
+    ax.imshow(image, cmap="gray" if image.ndim == 2 else None)
+
+
+def _outline(ax, mask, color="white"):
+    """Draw the bounding box of a boolean mask (e.g. a decoy patch) on ``ax``, on pixel edges."""
+    rows, cols = np.nonzero(np.asarray(mask))
+    if len(rows):
+        ax.add_patch(plt.Rectangle((cols.min() - 0.5, rows.min() - 0.5), cols.max() - cols.min() + 1,
+                                   rows.max() - rows.min() + 1, fill=False, edgecolor=color, linewidth=1.2))
+
+
+def show_explanations(images, maps: dict, row_titles=None, masks=None, alpha: float = 0.5,
+                      cmap: str = "jet", size: float = 1.9, suptitle: str | None = None):
+    """One row per image: the image, then each method's map drawn over it.
+
+    ``images``: ``(N, H, W)`` grey, ``(N, H, W, 1)`` or RGB ``(N, H, W, 3)`` displayable images.
+    ``maps``: ``{method name: (N, H, W) maps in [0, 1]}``. ``masks``: optional boolean
+    ``(N, H, W)`` regions whose bounding box is drawn in white on every panel (a decoy patch, an
+    object's box).
+    """
+    images = list(images)
+    names = list(maps)
+    fig, axes = plt.subplots(len(images), len(names) + 1, squeeze=False,
+                             figsize=(size * (len(names) + 1), size * len(images) + 0.5))
+    for row, image in enumerate(images):
+        height, width = np.asarray(image).shape[:2]
+        for column, ax in enumerate(axes[row]):
+            _draw_background(ax, image)
+            if column:
+                ax.imshow(maps[names[column - 1]][row], cmap=cmap, alpha=alpha, vmin=0, vmax=1,
+                          extent=(-0.5, width - 0.5, height - 0.5, -0.5))
+            if masks is not None:
+                _outline(ax, masks[row])
+            ax.set_xticks([]), ax.set_yticks([])
+            if row == 0:
+                ax.set_title("image" if column == 0 else names[column - 1], fontsize=9)
+        if row_titles is not None:
+            axes[row, 0].set_ylabel(str(row_titles[row]), fontsize=8)
+    if suptitle:
+        fig.suptitle(suptitle)
+    fig.tight_layout()
+    return fig
+
+
+def show_unit_images(images, indices, unit_names, maps=None, alpha: float = 0.6, size: float = 1.2,
+                     suptitle: str | None = None):
+    """The images that excite each unit most: one column per unit, strongest on top.
+
+    ``images``: displayable ``(N, H, W[, C])``; ``indices``: ``(units, k)`` from
+    :func:`coursekit.features.top_activating` (or a selection of its rows); ``unit_names`` one per
+    row of ``indices``. ``maps`` (optional, ``(units, k, H, W)`` in [0, 1]) are drawn over the images,
+    e.g. occlusion maps of the same units.
+    """
+    indices = np.asarray(indices)
+    units, k = indices.shape
+    fig, axes = plt.subplots(k, units, squeeze=False, figsize=(size * units, size * k + 0.5))
+    for unit in range(units):
+        for rank in range(k):
+            ax = axes[rank, unit]
+            image = np.asarray(images[indices[unit, rank]])
+            _draw_background(ax, image)
+            if maps is not None:
+                height, width = image.shape[:2]
+                ax.imshow(maps[unit][rank], cmap="jet", alpha=alpha, vmin=0, vmax=1,
+                          extent=(-0.5, width - 0.5, height - 0.5, -0.5))
+            ax.axis("off")
+        axes[0, unit].set_title(str(unit_names[unit]), fontsize=8)
+    if suptitle:
+        fig.suptitle(suptitle)
+    fig.tight_layout()
+    return fig
+
+
+def plot_embedding(points, labels, class_names=None, title: str = "", size: float = 6.0):
+    """A 2-D embedding ``(N, 2)`` (t-SNE, PCA) as a scatter plot coloured by class, one legend entry per class."""
+    points, labels = np.asarray(points), np.asarray(labels)
+    classes = np.unique(labels)
+    colours = plt.colormaps["tab10" if len(classes) <= 10 else "tab20"]
+    fig, ax = plt.subplots(figsize=(size, size))
+    for i, label in enumerate(classes):
+        chosen = labels == label
+        name = class_names[label] if class_names is not None else str(label)
+        ax.scatter(points[chosen, 0], points[chosen, 1], s=10, color=colours(i), label=name)
+        centre = np.median(points[chosen], axis=0)
+        ax.text(centre[0], centre[1], name, fontsize=11, weight="bold", ha="center", va="center",
+                bbox=dict(facecolor="white", alpha=0.6, edgecolor="none", pad=1))
+    ax.legend(fontsize=8, markerscale=2, loc="best", ncol=2)
+    ax.set_xticks([]), ax.set_yticks([])
+    ax.set_title(title)
+    fig.tight_layout()
+    return fig
+
+
+def plot_curves(fractions, curves: dict, aucs: dict | None = None, title: str = "",
+                xlabel: str = "share of pixels", ylabel: str = "class probability", ax=None):
+    """Mean curve per method (``{name: (N, steps + 1)}``) with a band of one standard error."""
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(5, 3.6))
+    fractions = np.asarray(fractions)
+    for name, values in curves.items():
+        values = np.asarray(values)
+        mean = values.mean(axis=0)
+        error = values.std(axis=0) / np.sqrt(len(values))
+        label = f"{name} ({np.mean(aucs[name]):.2f})" if aucs is not None else name
+        ax.plot(fractions, mean, marker=".", label=label)
+        ax.fill_between(fractions, mean - error, mean + error, alpha=0.15)
+    ax.set_xlabel(xlabel), ax.set_ylabel(ylabel), ax.set_title(title)
+    ax.set_ylim(0, 1.02)
+    ax.legend(fontsize=8, title="method (mean AUC)" if aucs is not None else None, title_fontsize=8)
+    return ax.figure
+
+
+def plot_cascade(steps, correlations: dict, title: str = "", ylabel: str = "rank correlation with the trained model"):
+    """Cascading randomisation: one line per method, ``{name: (len(steps), N)}`` correlations.
+
+    ``steps`` names the cascade's points (e.g. the last layer randomised so far), left to right.
+    """
+    fig, ax = plt.subplots(figsize=(max(5, 0.6 * len(steps) + 2), 3.8))
+    for name, values in correlations.items():
+        values = np.asarray(values)
+        ax.errorbar(np.arange(len(steps)), values.mean(axis=1), yerr=values.std(axis=1), marker="o",
+                    capsize=3, label=name)
+    ax.axhline(0, color="grey", linewidth=0.8)
+    ax.set_xticks(np.arange(len(steps)), steps, rotation=45, ha="right", fontsize=8)
+    ax.set_ylim(-1.05, 1.05), ax.set_ylabel(ylabel), ax.set_title(title)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig

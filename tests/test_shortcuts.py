@@ -53,8 +53,8 @@ def test_the_penalty_silences_masked_inputs():
 
     def shortcut_use(penalty):
         model = linear_softmax(seed=1, pixels=2, classes=2)
-        history = shortcuts.train_right_reasons(model, x, labels, masks, epochs=15, penalty=penalty,
-                                                learning_rate=0.05, batch_size=100)
+        history = shortcuts.train_right_reasons(model, x, labels, masks, epochs=4, penalty=penalty,
+                                                learning_rate=0.1, batch_size=100)
         gradients = np.abs(shortcuts.right_reasons_gradients(model, x)).mean(axis=0)
         return gradients[0] / gradients[1], history.history
 
