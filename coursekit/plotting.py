@@ -239,24 +239,25 @@ def show_unit_images(images, indices, unit_names, maps=None, alpha: float = 0.6,
     return fig
 
 
-def plot_embedding(points, labels, class_names=None, title: str = "", size: float = 6.0):
-    """A 2-D embedding ``(N, 2)`` (t-SNE, PCA) as a scatter plot coloured by class, one legend entry per class."""
+def plot_embedding(points, labels, class_names=None, title: str = "", size: float = 6.0, ax=None):
+    """A 2-D embedding ``(N, 2)`` (t-SNE, PCA) as a scatter plot coloured by class, each class named
+    at its median point. Draws on ``ax`` when given; returns the figure."""
     points, labels = np.asarray(points), np.asarray(labels)
     classes = np.unique(labels)
     colours = plt.colormaps["tab10" if len(classes) <= 10 else "tab20"]
-    fig, ax = plt.subplots(figsize=(size, size))
+    if ax is None:
+        _, ax = plt.subplots(figsize=(size, size))
     for i, label in enumerate(classes):
         chosen = labels == label
         name = class_names[label] if class_names is not None else str(label)
         ax.scatter(points[chosen, 0], points[chosen, 1], s=10, color=colours(i), label=name)
         centre = np.median(points[chosen], axis=0)
-        ax.text(centre[0], centre[1], name, fontsize=11, weight="bold", ha="center", va="center",
+        ax.text(centre[0], centre[1], name, fontsize=10, weight="bold", ha="center", va="center",
                 bbox=dict(facecolor="white", alpha=0.6, edgecolor="none", pad=1))
-    ax.legend(fontsize=8, markerscale=2, loc="best", ncol=2)
     ax.set_xticks([]), ax.set_yticks([])
     ax.set_title(title)
-    fig.tight_layout()
-    return fig
+    ax.figure.tight_layout()
+    return ax.figure
 
 
 def plot_curves(fractions, curves: dict, aucs: dict | None = None, title: str = "",

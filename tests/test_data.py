@@ -74,3 +74,10 @@ def test_mnist_offline_falls_back_loudly(monkeypatch, capsys, tmp_path):
     (x_train, _), _ = data.mnist(sample=False)
     assert len(x_train) == 4000
     assert "OFFLINE SAMPLE" in capsys.readouterr().err
+
+
+def test_cifar10_offline_is_a_clear_error(monkeypatch, tmp_path):
+    monkeypatch.setattr(data.env, "is_online", lambda: False)
+    monkeypatch.setattr(data.env, "keras_home", lambda: tmp_path)
+    with pytest.raises(data.DatasetUnavailable, match="no internet"):
+        data.cifar10()
