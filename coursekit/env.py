@@ -40,6 +40,7 @@ class Profile:
     scorecam_max_n: int          # Score-CAM channels used (-1: all)
     explain_images: int          # images used in sanity checks and faithfulness metrics
     units_dataset: str = "mnist"  # lesson 06: "cifar10" (online; falls back to "mnist") | "mnist"
+    cascade_steps: int = 4        # lesson 07: points of the cascading randomisation
 
     def describe(self) -> str:
         return (f"profile '{self.name}': {self.imagenet_model}, "
@@ -52,15 +53,18 @@ PROFILES: dict[str, Profile] = {
     "full": Profile("full", imagenet_model="xception", mnist_sample=False, epochs=20,
                     batch_size=128, n_filters=64, ascent_steps=30, pattern_size=200,
                     smoothgrad_samples=20, tsne_points=2000, top_k=9, n_units=6,
-                    curve_steps=50, scorecam_max_n=-1, explain_images=16, units_dataset="cifar10"),
+                    curve_steps=50, scorecam_max_n=-1, explain_images=16, units_dataset="cifar10",
+                    cascade_steps=12),
     "quick": Profile("quick", imagenet_model="xception", mnist_sample=False, epochs=4,
                      batch_size=128, n_filters=16, ascent_steps=20, pattern_size=150,
                      smoothgrad_samples=12, tsne_points=1000, top_k=9, n_units=4,
-                     curve_steps=25, scorecam_max_n=64, explain_images=8, units_dataset="mnist"),
+                     curve_steps=25, scorecam_max_n=64, explain_images=8, units_dataset="mnist",
+                     cascade_steps=8),
     "smoke": Profile("smoke", imagenet_model="mobilenet_025", mnist_sample=True, epochs=2,
                      batch_size=64, n_filters=4, ascent_steps=8, pattern_size=128,
                      smoothgrad_samples=6, tsne_points=300, top_k=6, n_units=3,
-                     curve_steps=10, scorecam_max_n=16, explain_images=4, units_dataset="mnist"),
+                     curve_steps=10, scorecam_max_n=16, explain_images=4, units_dataset="mnist",
+                     cascade_steps=4),
 }
 
 

@@ -7,6 +7,7 @@ random explains the image (edges, contrast), not the model.
 from __future__ import annotations
 
 import keras
+import numpy as np
 
 from .models import get_layer
 
@@ -14,6 +15,24 @@ from .models import get_layer
 def weighted_layers(model: keras.Model) -> list[str]:
     """Names of the layers that own weights, from the output back to the input (cascade order)."""
     return [layer.name for layer in reversed(model.layers) if layer.weights]
+
+
+def cascade_points(model: keras.Model, count: int) -> list[int]:
+    """``count`` values of ``n_top_layers`` for a cascading randomisation, from the top layer to all.
+
+    Each point ends at a layer with a kernel (convolution or dense), so that a convolution and the
+    batch normalisation above it are randomised together; the points are spread evenly over those
+    layers, the first randomising only the output layer, the last the whole model.
+    """
+    names = weighted_layers(model)
+    kernel_points = [n for n, name in enumerate(names, start=1)
+                     if any("kernel" in weight.path.split("/")[-1] for weight in get_layer(model, name).weights)]
+    if not isinstance(count, int) or count < 1:
+        raise ValueError(f"count must be a whole number >= 1; got {count!r}.")
+    if count >= len(kernel_points):
+        return kernel_points
+    chosen = np.linspace(0, len(kernel_points) - 1, count).round().astype(int)
+    return [kernel_points[i] for i in chosen]
 
 
 def randomize_layers(model: keras.Model, n_top_layers: int, seed: int = 0) -> keras.Model:

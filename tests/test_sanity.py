@@ -67,3 +67,38 @@ def test_bad_counts_are_explained():
         sanity.randomize_layers(model, 5)
     with pytest.raises(ValueError, match="from 0 to 4"):
         sanity.randomize_layers(model, -1)
+
+
+def test_cascade_points_end_at_kernels_and_span_the_model():
+    model = small_cnn()
+    assert sanity.cascade_points(model, 2) == [1, 4]
+    assert sanity.cascade_points(model, 10) == [1, 2, 3, 4]
+    inputs = keras.Input((8, 8, 3))
+    x = keras.layers.Conv2D(4, 3, name="conv")(inputs)
+    x = keras.layers.BatchNormalization(name="bn")(x)
+    x = keras.layers.DepthwiseConv2D(3, name="depthwise")(x)
+    x = keras.layers.BatchNormalization(name="bn2")(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    with_bn = keras.Model(inputs, keras.layers.Dense(2, name="out")(x))
+    assert sanity.weighted_layers(with_bn) == ["out", "bn2", "depthwise", "bn", "conv"]
+    assert sanity.cascade_points(with_bn, 3) == [1, 3, 5]   # each batch norm goes with the kernel below it
+
+
+PHOTOS = ("cat", "coffee", "grace_hopper", "astronaut")
+
+
+@pytest.fixture(scope="module")
+def photos(mobilenet):
+    return mobilenet.preprocess(np.stack([mobilenet.load_image(name) for name in PHOTOS]))
+
+
+def test_grad_cam_no_longer_matches_once_every_layer_is_random(mobilenet, photos):
+    from coursekit import cam, metrics
+    model = mobilenet.model
+    classes = model.predict(photos, verbose=0).argmax(axis=1)
+    trained = cam.grad_cam(model, photos, class_index=classes)
+    copy = cam.grad_cam(sanity.randomize_layers(model, 0), photos, class_index=classes)
+    np.testing.assert_allclose(metrics.rank_correlation(trained, copy), 1.0, atol=1e-6)  # the measure works
+    n = len(sanity.weighted_layers(model))
+    randomized = cam.grad_cam(sanity.randomize_layers(model, n), photos, class_index=classes)
+    assert metrics.rank_correlation(trained, randomized).mean() < 0.5
