@@ -3,8 +3,14 @@
 Model-parameter randomisation: re-initialise a trained model's layers from the top down and
 compare explanations before and after. A method whose maps barely change once the weights are
 random explains the image (edges, contrast), not the model.
+
+* :func:`randomize_layers`: a copy with the top ``n`` weighted layers re-initialised.
+* :func:`cascade`: the whole cascade on *one* working copy changed in place, so that explainers
+  that build and compile a gradient function per model do it once instead of once per step.
 """
 from __future__ import annotations
+
+from typing import Iterator
 
 import keras
 import numpy as np
@@ -45,24 +51,59 @@ def randomize_layers(model: keras.Model, n_top_layers: int, seed: int = 0) -> ke
     ``n_top_layers=0`` gives a plain copy; ``len(weighted_layers(model))`` randomises everything.
     """
     names = weighted_layers(model)
-    if not isinstance(n_top_layers, int) or not 0 <= n_top_layers <= len(names):
-        raise ValueError(f"n_top_layers must be a whole number from 0 to {len(names)} (the layers of "
-                         f"{model.name!r} that have weights); got {n_top_layers!r}.")
-    if not isinstance(model, keras.Sequential) and not hasattr(model, "_operations"):
-        raise TypeError("randomize_layers needs a functional or Sequential Keras model; "
-                        f"{type(model).__name__} cannot be cloned layer by layer.")
-    chosen = set(names[:n_top_layers])
-
-    def clone(layer):
-        config = layer.get_config()
-        if layer.name in chosen:
-            config = _seeded(config, seed * 1000 + names.index(layer.name) * 10)
-        return layer.__class__.from_config(config)
-
-    copy = keras.models.clone_model(model, clone_function=clone)
-    for name in names[n_top_layers:]:
-        get_layer(copy, name).set_weights(get_layer(model, name).get_weights())
+    _check_count(model, n_top_layers, len(names))
+    copy = _copy(model)
+    for index, name in enumerate(names[:n_top_layers]):
+        get_layer(copy, name).set_weights(_fresh_weights(get_layer(model, name), seed * 1000 + index * 10))
     return copy
+
+
+def cascade(model: keras.Model, points: list[int], seed: int = 0) -> Iterator[tuple[int, keras.Model]]:
+    """Yield ``(n, randomised)`` for each ``n`` of ``points`` (increasing), randomising cumulatively.
+
+    ``randomised`` has the same weights as ``randomize_layers(model, n, seed)``, but it is one
+    working copy changed in place from step to step: use it before asking for the next step (do not
+    keep it), and explainers that compile a function per model compile once for the whole cascade.
+    A final ``Dense`` layer with a softmax is split into ``Dense`` + ``Activation("softmax")`` in
+    the copy, so that a logits model cut from it shares, and follows, the re-initialised weights.
+    ``model`` itself is never changed.
+    """
+    names = weighted_layers(model)
+    points = list(points)
+    for n in points:
+        _check_count(model, n, len(names))
+    if points != sorted(points):
+        raise ValueError(f"points must be increasing (a cascade only adds random layers); got {points}.")
+    working = _split_softmax(_copy(model))
+    done = 0
+    for n in points:
+        for index in range(done, n):
+            get_layer(working, names[index]).set_weights(
+                _fresh_weights(get_layer(model, names[index]), seed * 1000 + index * 10))
+        done = n
+        yield n, working
+
+
+def _check_count(model: keras.Model, n_top_layers, available: int) -> None:
+    if not isinstance(n_top_layers, (int, np.integer)) or not 0 <= n_top_layers <= available:
+        raise ValueError(f"n_top_layers must be a whole number from 0 to {available} (the layers of "
+                         f"{model.name!r} that have weights); got {n_top_layers!r}.")
+
+
+def _copy(model: keras.Model) -> keras.Model:
+    if not isinstance(model, keras.Sequential) and not hasattr(model, "_operations"):
+        raise TypeError("Sanity checks need a functional or Sequential Keras model; "
+                        f"{type(model).__name__} cannot be cloned layer by layer.")
+    copy = keras.models.clone_model(model)
+    copy.set_weights(model.get_weights())
+    return copy
+
+
+def _fresh_weights(layer, seed: int) -> list[np.ndarray]:
+    """Weights for ``layer`` drawn anew from its own initializers (seeded), as before training."""
+    fresh = layer.__class__.from_config(_seeded(layer.get_config(), seed))
+    fresh.build(layer.input.shape)
+    return fresh.get_weights()
 
 
 def _seeded(config: dict, seed: int) -> dict:
@@ -73,3 +114,14 @@ def _seeded(config: dict, seed: int) -> dict:
         if key.endswith("_initializer") and isinstance(entry, dict) and "seed" in entry.get("config", {}):
             config[key] = {**entry, "config": {**entry["config"], "seed": seed + offset}}
     return config
+
+
+def _split_softmax(model: keras.Model) -> keras.Model:
+    """``model`` with a final ``Dense(..., softmax)`` turned into ``Dense`` + ``Activation("softmax")``."""
+    last = model.layers[-1]
+    if not (isinstance(last, keras.layers.Dense) and getattr(last.activation, "__name__", "") == "softmax"):
+        return model
+    linear = keras.layers.Dense.from_config({**last.get_config(), "activation": "linear"})
+    outputs = keras.layers.Activation("softmax", name=f"{last.name}_softmax")(linear(last.input))
+    linear.set_weights(last.get_weights())
+    return keras.Model(model.inputs, outputs, name=model.name)
