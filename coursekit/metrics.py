@@ -14,7 +14,7 @@ from __future__ import annotations
 import keras
 import numpy as np
 
-from . import _cache
+from . import _cache, _forward
 from ._logits import logits_view
 
 
@@ -126,7 +126,7 @@ def _curve(model, images, heatmaps, class_index, steps, baseline, delete: bool, 
     baseline = np.broadcast_to(np.asarray(baseline, dtype="float32"), images.shape)
 
     probabilities = _probabilities(model)
-    first = np.asarray(probabilities.predict_on_batch(images))
+    first = _forward.predict(probabilities, images, batch_size)
     if class_index is None:
         classes = first.argmax(axis=1)
     else:
@@ -150,7 +150,7 @@ def _curve(model, images, heatmaps, class_index, steps, baseline, delete: bool, 
     for first_pair in range(0, len(pairs), batch_size):
         chunk = pairs[first_pair:first_pair + batch_size]
         batch = np.stack([np.where((rank[i] < thresholds[t])[..., None], end[i], start[i]) for i, t in chunk])
-        probs = np.asarray(probabilities.predict_on_batch(batch))
+        probs = _forward.predict(probabilities, batch, batch_size)
         for row, (i, t) in enumerate(chunk):
             curves[i, t] = probs[row, classes[i]]
     return fractions, curves

@@ -4,6 +4,7 @@ from __future__ import annotations
 import keras
 import numpy as np
 
+from . import _forward
 from ._logits import logits_view
 
 
@@ -92,9 +93,7 @@ def _scores(model: keras.Model) -> keras.Model:
 
 
 def _predict(model: keras.Model, batch: np.ndarray, batch_size: int) -> np.ndarray:
-    outputs = [model.predict_on_batch(batch[start:start + batch_size])
-               for start in range(0, len(batch), batch_size)]
-    out = np.concatenate([np.asarray(o, dtype="float32") for o in outputs])
+    out = _forward.predict(model, batch, batch_size)
     if out.ndim == 4:
         out = out.mean(axis=(1, 2))
     if out.ndim != 2:

@@ -178,11 +178,14 @@ def _outline(ax, mask, color="white"):
 
 
 def show_explanations(images, maps: dict, row_titles=None, masks=None, alpha: float = 0.5,
-                      cmap: str = "jet", size: float = 1.9, suptitle: str | None = None):
+                      cmap: str = "jet", size: float = 1.9, percentile: float | None = 99.0,
+                      suptitle: str | None = None):
     """One row per image: the image, then each method's map drawn over it.
 
     ``images``: ``(N, H, W)`` grey, ``(N, H, W, 1)`` or RGB ``(N, H, W, 3)`` displayable images.
-    ``maps``: ``{method name: (N, H, W) maps in [0, 1]}``. ``masks``: optional boolean
+    ``maps``: ``{method name: (N, H, W) non-negative maps}``, each drawn from 0 up to its own
+    ``percentile``-th percentile (brighter pixels clipped, so that a few extreme gradients do not
+    leave the rest dark; ``None``: up to its maximum). ``masks``: optional boolean
     ``(N, H, W)`` regions whose bounding box is drawn in white on every panel (a decoy patch, an
     object's box).
     """
@@ -195,7 +198,9 @@ def show_explanations(images, maps: dict, row_titles=None, masks=None, alpha: fl
         for column, ax in enumerate(axes[row]):
             _draw_background(ax, image)
             if column:
-                ax.imshow(maps[names[column - 1]][row], cmap=cmap, alpha=alpha, vmin=0, vmax=1,
+                shown = np.asarray(maps[names[column - 1]][row], dtype="float32")
+                top = np.percentile(shown, percentile) if percentile is not None else shown.max()
+                ax.imshow(shown, cmap=cmap, alpha=alpha, vmin=0, vmax=top if top > 0 else 1,
                           extent=(-0.5, width - 0.5, height - 0.5, -0.5))
             if masks is not None:
                 _outline(ax, masks[row])
