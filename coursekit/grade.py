@@ -12,7 +12,8 @@ interrupted and the tasks it finished are still checked; one whose kernel dies i
 the cell that killed it. Output beyond a limit is dropped, in the kernel and in the grader.
 
 The CSV (written atomically, after every submission) has one row per submission: file, the points
-of each task, total, status (ok, errors, timeout, kernel-died, invalid, grader-error) and reason.
+of each task, total, status (ok, errors, timeout, kernel-died, invalid, grader-error), reason
+and seconds. A run ends within --timeout plus --check-timeout plus a few seconds.
 Executed copies of the submissions, ending in a grade cell, go to ``<out>-executed/``.
 The exit status is 0 whatever the submissions do; 1 only when the grader itself failed.
 
@@ -50,7 +51,7 @@ from . import checks
 
 OUTPUT_LIMIT = 5_000_000          # characters of output kept per submission
 MAX_SUBMISSION_BYTES = 100_000_000
-CHECK_SECONDS = 25                # time for all of a submission's checks, after its cells
+CHECK_SECONDS = 20                # time for all of a submission's checks, after its cells
 GRADE_MIME = "application/vnd.coursekit.grade+json"
 TIMEOUT_ENAME = "CoursekitGraderTimeout"
 STATUSES = ("ok", "errors", "timeout", "kernel-died", "invalid", "grader-error")
@@ -346,7 +347,8 @@ class _SubmissionRun:
                                   "interrupted", None, result.errors)
             for output in cell.outputs:
                 if output.get("output_type") == "error":
-                    result.errors.append(f"{where}: {output.get('ename')}: {str(output.get('evalue'))[:120]}")
+                    message = str(output.get("evalue") or "").strip()[:120]
+                    result.errors.append(f"{where}: {output.get('ename')}" + (f": {message}" if message else ""))
                     break
         if result.errors:
             result.status = "errors"
@@ -522,11 +524,11 @@ def write_csv(grades: list[Grade], out: Path) -> None:
     columns = task_columns(grades)
     buffer = io.StringIO()
     writer = csv.writer(buffer)
-    writer.writerow(["file", *columns, "total", "status", "reason"])
+    writer.writerow(["file", *columns, "total", "status", "reason", "seconds"])
     for grade in grades:
         cells = [grade.points.get(column, "") if grade.lesson and column in grade.points else ""
                  for column in columns]
-        writer.writerow([grade.file, *cells, grade.total, grade.status, grade.reason])
+        writer.writerow([grade.file, *cells, grade.total, grade.status, grade.reason, f"{grade.seconds:.1f}"])
     out.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
     try:
@@ -564,7 +566,7 @@ async def grade_all(paths: list[Path], out: Path, settings: Settings, jobs: int 
             done += 1
             write_csv([g for g in grades if g is not None], out)
             if not quiet:
-                print(f"[{done}/{len(paths)}] {path.name}: {grade.total} points, {grade.status}"
+                print(f"[{done}/{len(paths)}] {path}: {grade.total} points, {grade.status}"
                       f"{' (' + grade.reason + ')' if grade.reason else ''} in {grade.seconds:.1f} s", flush=True)
 
     await asyncio.gather(*(one(i) for i in range(len(paths))))
@@ -593,6 +595,8 @@ def main(argv=None) -> int:
     parser.add_argument("--out", required=True, type=Path, help="the CSV to write (e.g. grades.csv)")
     parser.add_argument("--jobs", type=int, default=1, help="submissions run at the same time (default 1)")
     parser.add_argument("--timeout", type=float, default=600, help="seconds per notebook (default 600)")
+    parser.add_argument("--check-timeout", type=float, default=CHECK_SECONDS,
+                        help=f"seconds for all checks of one notebook, after it ran (default {CHECK_SECONDS})")
     parser.add_argument("--lesson", help="the lesson number (NN) of every submission; "
                                          "default: read from each notebook")
     parser.add_argument("--profile", default="smoke", choices=["smoke", "quick", "full"],
@@ -615,7 +619,10 @@ def main(argv=None) -> int:
     executed = None if args.no_executed else (args.executed or args.out.with_name(f"{args.out.stem}-executed"))
     if executed is not None and any(path.parent == executed.resolve() for path in submissions):
         parser.error(f"the executed-notebook folder {executed} holds submissions; pass --executed DIR")
-    settings = Settings(timeout=args.timeout, profile=args.profile, lesson=args.lesson, executed_dir=executed)
+    if args.check_timeout <= 0:
+        parser.error("--check-timeout must be a positive number of seconds")
+    settings = Settings(timeout=args.timeout, check_seconds=args.check_timeout, profile=args.profile,
+                        lesson=args.lesson, executed_dir=executed)
     start = time.monotonic()
     try:
         grades = asyncio.run(grade_all(list(args.submissions), args.out, settings, args.jobs, args.quiet))

@@ -47,6 +47,8 @@ def _(activation_submodel):
     import keras
 
     from .. import features
+    if isinstance(activation_submodel, keras.Model):
+        raise Hint("check needs the function itself (`activation_submodel`), not a model it returned.")
     require_callable(activation_submodel, "activation_submodel")
     rng = _rng()
     model, images = _random_cnn(rng)
