@@ -77,6 +77,7 @@ class Grade:
     seconds: float = 0.0
     feedback: dict[str, str] = field(default_factory=dict)
     check_errors: int = 0
+    check_error_messages: list[str] = field(default_factory=list)
 
     @property
     def total(self) -> int:
@@ -417,6 +418,7 @@ class _SubmissionRun:
             grade.feedback[task.id] = str(outcome.get("message", ""))[:500]
             if outcome.get("check_error"):
                 grade.check_errors += 1
+                grade.check_error_messages.append(f"{task.id}: {grade.feedback[task.id][:200]}")
         return True
 
 
@@ -484,7 +486,8 @@ async def grade_submission(path: Path, settings: Settings, sources: dict, packag
         if truncated:
             reasons.append(f"output truncated at {settings.output_limit / 1e6:g} MB")
         if grade.check_errors:
-            reasons.append(f"{grade.check_errors} check(s) failed internally: report to the course maintainers")
+            reasons.append(f"{grade.check_errors} check(s) failed internally, please report to the course "
+                           f"maintainers ({grade.check_error_messages[0]})")
         grade.reason = "; ".join(reasons)
         if record_path is not None:
             record.cells.append(_grade_cell(grade, tasks))

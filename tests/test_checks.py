@@ -5,6 +5,7 @@ import sys
 from pathlib import Path
 
 import keras
+import numpy as np
 import pytest
 
 from coursekit import checks
@@ -146,6 +147,12 @@ def test_an_answer_hard_coded_from_one_check_fails_the_next(task_id, reference, 
     assert outcome(task_id, memorised).passed  # while it still calls the reference
     memorised.recording = False
     assert not outcome(task_id, memorised).passed  # new random cases
+
+
+def test_random_layer_names_never_collide():
+    from coursekit.checks import lesson01
+    rng = np.random.default_rng(0)
+    assert all(len(set(lesson01._layer_tags(rng, 6))) == 6 for _ in range(2000))
 
 
 def test_activation_check_uses_new_layer_names_every_time():

@@ -18,18 +18,23 @@ def _rng() -> np.random.Generator:
 
 # ----------------------------------------------------------------------------- 01.1
 
+def _layer_tags(rng: np.random.Generator, count: int) -> list[str]:
+    """``count`` different random three-digit tags (layer names in one model must differ)."""
+    return [str(tag) for tag in rng.choice(np.arange(100, 1000), size=count, replace=False)]
+
+
 def _random_cnn(rng: np.random.Generator):
     """A small random CNN: conv, pool, conv, conv with random sizes and random layer names."""
     import keras
     side, channels = int(rng.integers(10, 17)), int(rng.integers(1, 4))
-    tag = lambda: f"{rng.integers(100, 999)}"  # noqa: E731
+    tags = _layer_tags(rng, 6)
     inputs = keras.Input((side, side, channels))
-    x = keras.layers.Conv2D(int(rng.integers(2, 6)), 3, padding="same", activation="relu", name=f"conv_{tag()}")(inputs)
-    x = keras.layers.MaxPooling2D(2, name=f"pool_{tag()}")(x)
-    x = keras.layers.Conv2D(int(rng.integers(2, 6)), 3, padding="same", name=f"conv_{tag()}")(x)
-    x = keras.layers.Activation("relu", name=f"relu_{tag()}")(x)
-    x = keras.layers.Conv2D(int(rng.integers(2, 6)), 1, name=f"conv_{tag()}")(x)
-    model = keras.Model(inputs, x, name=f"random_cnn_{tag()}")
+    x = keras.layers.Conv2D(int(rng.integers(2, 6)), 3, padding="same", activation="relu", name=f"conv_{tags[0]}")(inputs)
+    x = keras.layers.MaxPooling2D(2, name=f"pool_{tags[1]}")(x)
+    x = keras.layers.Conv2D(int(rng.integers(2, 6)), 3, padding="same", name=f"conv_{tags[2]}")(x)
+    x = keras.layers.Activation("relu", name=f"relu_{tags[3]}")(x)
+    x = keras.layers.Conv2D(int(rng.integers(2, 6)), 1, name=f"conv_{tags[4]}")(x)
+    model = keras.Model(inputs, x, name=f"random_cnn_{tags[5]}")
     images = rng.normal(size=(2, side, side, channels)).astype("float32")
     return model, images
 
