@@ -14,7 +14,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from coursekit import checks, grade
+from coursekit import checks, grade, submission
 
 ROOT = Path(__file__).resolve().parents[1]
 BATCH_TIMEOUT = 20  # no notebook of the batch imports TensorFlow while it runs
@@ -268,7 +268,7 @@ def test_lesson_is_read_from_metadata_then_check_calls_then_file_name():
 
 
 def test_grader_side_output_cap_keeps_the_first_characters_only():
-    client = grade._CappedClient(nbformat.v4.new_notebook(), output_limit=100)
+    client = submission.CappedClient(nbformat.v4.new_notebook(), output_limit=100)
     client.clear_before_next_output = False  # set by nbclient when a cell starts
     outs = []
     for index in range(5):
