@@ -198,6 +198,13 @@ def test_solutions_grade_at_full_marks_and_exercises_at_zero(tmp_path):
     for path in exercise_copies:
         row = rows[path.name]
         assert row["status"] == "errors" and row["total"] == "0", row  # unsolved cells raise; no crash
+        # exactly the cells tagged raises-exception raised: the tags that let nbval run exercises/
+        # (nbval accepts an error in a tagged cell but does not require one) are not too broad
+        record = nbformat.read(out.with_name("grades-executed") / path.name, as_version=4)
+        code = [cell for cell in record.cells if cell.cell_type == "code"]
+        raised = [i for i, cell in enumerate(code) if any(o.output_type == "error" for o in cell.outputs)]
+        tagged = [i for i, cell in enumerate(code) if "raises-exception" in cell.metadata.get("tags", [])]
+        assert raised == tagged, path.name
 
 
 # VmHWM: this process's peak resident memory (unlike ru_maxrss it does not inherit the parent's)
