@@ -222,7 +222,7 @@ class SubmissionRun:
         result = Execution()
         note_added = False
         cap_code = _fill(_CAP_OUTPUT_CODE, limit=self.output_limit, exempt=GRADE_MIME,
-                                           note="\n[... more output dropped by the grader ...]\n")
+                         note="\n[... more output dropped by the grader ...]\n")
         await self.hidden(cap_code, timeout=min(30.0, max(1.0, self.deadline - time.monotonic())))
         for index, cell in enumerate(self.notebook.cells):
             if stop is not None and index >= stop:
@@ -233,14 +233,14 @@ class SubmissionRun:
             where = f"cell {index + 1} (`{_first_line(cell.source)}`)"
             if remaining <= 0:
                 return Execution("timeout", f"ran out of time ({self.timeout:g} s) before {where}",
-                                  None, result.errors)
+                                 None, result.errors)
             self.client.timeout = max(1, math.ceil(remaining))
             self.client.last_reply = None
             try:
                 await self.client.async_execute_cell(cell, index)
             except DeadKernelError:
                 return Execution("kernel-died", f"the kernel died in {where} (os._exit, a crash or "
-                                  "running out of memory)", index, result.errors)
+                                 "running out of memory)", index, result.errors)
             if self.client.truncated and not note_added:
                 cell.outputs.append(nbformat.v4.new_output(
                     "stream", name="stderr", text=f"\n[output truncated: the grader keeps "
@@ -249,7 +249,7 @@ class SubmissionRun:
             reply = (self.client.last_reply or {}).get("content", {})
             if reply.get("ename") == TIMEOUT_ENAME:
                 return Execution("timeout", f"still running {where} after {self.timeout:g} s; "
-                                  "interrupted", None, result.errors)
+                                 "interrupted", None, result.errors)
             for output in cell.outputs:
                 if output.get("output_type") == "error":
                     message = str(output.get("evalue") or "").strip()[:120]
