@@ -54,6 +54,7 @@ def test_changing_one_line_repoints_the_whole_course(tmp_path):
 def test_check_reports_a_stale_badge(tmp_path):
     copy = tmp_path / "course"
     shutil.copytree(ROOT / "notebooks", copy / "notebooks")
+    shutil.copytree(ROOT / "exercises", copy / "exercises")  # the README table links them
     for item in ("course.toml", "README.md"):
         shutil.copy(ROOT / item, copy / item)
     first = sorted((copy / "notebooks").glob("*.ipynb"))[0]
