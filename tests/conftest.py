@@ -29,6 +29,13 @@ def mobilenet() -> models.Pretrained:
 
 
 @pytest.fixture(scope="session")
+def profile_model() -> models.Pretrained:
+    """The profile's ImageNet model: mobilenet_025 in smoke, Xception in quick and full."""
+    from coursekit.env import profile
+    return load_pretrained(profile().imagenet_model)
+
+
+@pytest.fixture(scope="session")
 def cat_batch(mobilenet) -> np.ndarray:
     """scikit-image's cat, preprocessed for MobileNet: (1, 128, 128, 3)."""
     return mobilenet.preprocess(mobilenet.load_image("cat"))

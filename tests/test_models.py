@@ -15,9 +15,15 @@ def test_mobilenet_sees_a_cat_in_the_cat(mobilenet, cat_batch):
     assert mobilenet.class_index(top3[0]) == int(preds[0].argmax())
 
 
-def test_suggested_layers_exist_and_are_spatial(mobilenet):
-    for name in (mobilenet.last_conv_layer, *mobilenet.feature_layers, *mobilenet.pattern_layers):
-        assert len(models.require_spatial(mobilenet.model, name).output.shape) == 4
+def test_profile_model_sees_a_cat_and_names_real_layers(profile_model):
+    """In smoke this is mobilenet_025 again; `COURSEKIT_PROFILE=full make test` checks Xception."""
+    cat = profile_model.preprocess(profile_model.load_image("cat"))
+    top3 = [label for _, label, _ in profile_model.decode(profile_model.model.predict(cat, verbose=0), top=3)[0]]
+    assert set(top3) & CAT_CLASSES and top3[0] in CAT_CLASSES, top3
+    model = profile_model.model
+    for name in (profile_model.last_conv_layer, *profile_model.feature_layers, *profile_model.pattern_layers):
+        assert len(models.require_spatial(model, name).output.shape) == 4
+    assert profile_model.last_conv_layer == models.last_spatial_layer(model)
 
 
 def test_every_spec_names_layers_in_order():
