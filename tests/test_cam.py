@@ -48,6 +48,7 @@ def test_grad_cam_agrees_with_tf_keras_vis_on_a_small_cnn(digits):
     model = models.mnist_cnn()  # untrained weights are enough: both sides must compute the same map
     batch = digits[0][0][:6, ..., None].astype("float32")
     classes = model.predict(batch, verbose=0).argmax(axis=1)
+    assert np.array_equal(cam.grad_cam(model, batch[..., 0]), cam.grad_cam(model, batch))  # (N, 28, 28) works too
     for layer in ("conv2", None):  # None: the last 4-D layer, pool2
         ours = cam.grad_cam(model, batch, layer=layer, upsample=False)
         theirs = tf_keras_vis_gradcam(model, batch, classes, layer or "pool2")
