@@ -82,7 +82,7 @@ def filter_patterns(model: keras.Model, layer: str, filters, steps: int = 30, si
     extractor = _cache.per_model(model, ("layer_output", layer),
                                  lambda: keras.Model(model.inputs, target.output))
     _check_map_size(extractor, size, layer)
-    step = _cache.per_model(model, ("ascent_step", layer), lambda: _ascent_step(extractor))
+    step = _cache.per_model(model, ("ascent_step", layer, size), lambda: _ascent_step(extractor, size))
     blur = _cache.per_model(model, ("blur", channels), lambda: _blur(channels))
 
     if batch_size is None:
@@ -180,13 +180,17 @@ def border_width(side: int) -> int:
     return min(2, (side - 1) // 4)
 
 
-def _ascent_step(extractor: keras.Model):
+def _ascent_step(extractor: keras.Model, size: int):
     """A compiled ``(images, filters, lr, shift) -> (new images, activations, gradient norms)``.
 
     ``activations``: ``(F,)`` mean activation of filter ``filters[i]`` on image ``i`` (shifted by
-    ``shift`` pixels, border excluded), measured before the step.
+    ``shift`` pixels, border excluded), measured before the step. Traced once: any number of
+    ``size`` x ``size`` images.
     """
-    @tf.function(reduce_retracing=True)
+    signature = [tf.TensorSpec((None, size, size, extractor.inputs[0].shape[-1]), tf.float32),
+                 tf.TensorSpec((None,), tf.int32), tf.TensorSpec((), tf.float32), tf.TensorSpec((2,), tf.int32)]
+
+    @tf.function(input_signature=signature)
     def step(images, filters, lr, shift):
         with tf.GradientTape() as tape:
             tape.watch(images)

@@ -4,7 +4,7 @@ import keras
 import numpy as np
 import pytest
 
-from coursekit import features, filters
+from coursekit import _cache, features, filters
 
 
 def test_ascent_raises_the_activation_of_most_filters(mobilenet, cat_batch):
@@ -30,6 +30,8 @@ def test_batched_equals_one_filter_at_a_time(mobilenet, regularize):
     # float32 convolutions of a batch and of one image may sum in a different order
     assert np.abs(batched - alone).max() <= 1e-4 * np.abs(alone).max()
     assert np.abs(in_pairs - alone).max() <= 1e-4 * np.abs(alone).max()
+    step = _cache._CACHE[model][("ascent_step", "conv_pw_2", 128)]
+    assert step.experimental_get_tracing_count() == 1  # batches of 3, 2 and 1 share one graph
 
 
 def linear_filter_model(kernel_colours, bias):
