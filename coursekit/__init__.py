@@ -5,7 +5,13 @@ is set. Modules: ``env`` (profiles, Colab/GPU/offline), ``models``, ``data``, ``
 ``plotting``; the lessons add ``filters``, ``saliency``, ``cam``, ``occlusion``, ``metrics``,
 ``sanity`` and ``checks``.
 """
-from . import env
+import os
+
+# TensorFlow's C++ start-up messages (CPU instruction sets, missing CUDA) confuse students more
+# than they help; set TF_CPP_MIN_LOG_LEVEL=0 before importing coursekit to see them again.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from . import env  # noqa: E402
 
 __version__ = "0.1.0"
 

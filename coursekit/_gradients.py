@@ -13,11 +13,15 @@ TOP_PREDICTION = -1  # class code meaning "the model's top class for this image"
 def as_batch(model, images) -> np.ndarray:
     """``images`` as a float32 batch ``(N, H, W, C)`` that fits ``model``'s input, or a clear error.
 
-    One image ``(H, W, C)`` becomes a batch of one.
+    One image ``(H, W, C)`` becomes a batch of one; for a one-channel model (MNIST), a batch of
+    ``(N, H, W)`` gets its channel axis.
     """
     batch = np.asarray(images, dtype="float32")
     expected = tuple(model.inputs[0].shape[1:])
-    if batch.ndim == len(expected):
+    if (batch.ndim == len(expected) == 3 and expected[-1] == 1
+            and all(e is None or e == g for e, g in zip(expected[:2], batch.shape[1:]))):
+        batch = batch[..., None]
+    elif batch.ndim == len(expected):
         batch = batch[None]
     _check_input_shape(batch.shape[1:], expected, model.name)
     if len(batch) == 0:

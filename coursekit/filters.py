@@ -19,12 +19,15 @@ import numpy as np
 import tensorflow as tf
 
 from . import _cache
+from ._gradients import chunks
 from .models import get_layer, require_spatial
 
 START_NOISE = 0.1     # the start image is uniform noise in [-0.1, 0.1] around 0 (mid-grey after
                       # the [-1, 1] preprocessing of Xception and MobileNet)
 JITTER_SHARE = 1 / 16  # regularised mode: random shifts of up to size / 16 pixels per step
 BLUR_SIGMA = 0.5      # regularised mode: Gaussian blur (pixels) after every step
+CPU_BATCH = 4         # filters per compiled step on a CPU: larger batches are slower per image
+                      # there (their activations outgrow the cache; bench/filter_patterns.py)
 
 
 class DeadFilterWarning(UserWarning):
@@ -55,13 +58,14 @@ class AscentReport:
 
 def filter_patterns(model: keras.Model, layer: str, filters, steps: int = 30, size: int = 200,
                     lr: float = 10.0, seed: int = 0, regularize: bool = False, *,
-                    progress: bool = True, return_report: bool = False):
+                    batch_size: int | None = None, progress: bool = True, return_report: bool = False):
     """Images that excite ``filters`` of ``layer``, found by gradient ascent on the input.
 
-    ``filters``: a filter index or a list of them (``range(16)`` works). All filters of a call are
-    optimised together, one image each, as one batch in a compiled step; filter ``f`` starts from
-    noise drawn from ``(seed, f)``, so a filter's result does not depend on the others in the
-    batch. ``size``: side of the images in pixels; a model with a fixed input size needs exactly
+    ``filters``: a filter index or a list of them (``range(16)`` works). The filters of a call are
+    optimised together, one image each, as a batch in a compiled step: all of them at once on a
+    GPU, ``CPU_BATCH`` at a time on a CPU (``batch_size`` overrides this). Filter ``f`` starts
+    from noise drawn from ``(seed, f)`` and images do not interact, so a filter's result does not
+    depend on the others in the batch. ``size``: side of the images in pixels; a model with a fixed input size needs exactly
     that size. ``lr``: L2 length of each step in input units. ``regularize``: add jitter and blur
     (module docstring). The images are in the model's preprocessed input space: show them with
     :func:`deprocess`.
@@ -78,25 +82,34 @@ def filter_patterns(model: keras.Model, layer: str, filters, steps: int = 30, si
     extractor = _cache.per_model(model, ("layer_output", layer),
                                  lambda: keras.Model(model.inputs, target.output))
     _check_map_size(extractor, size, layer)
-    step = _cache.per_model(model, ("ascent_step", layer), lambda: _ascent_step(extractor))
+    step = _cache.per_model(model, ("ascent_step", layer, size), lambda: _ascent_step(extractor, size))
     blur = _cache.per_model(model, ("blur", channels), lambda: _blur(channels))
 
-    images = tf.constant(np.stack([start_image(seed, f, size, channels) for f in indices]))
-    chosen = tf.constant(indices, dtype=tf.int32)
-    no_shift = tf.zeros(2, tf.int32)
-    start_activation = step(images, chosen, tf.constant(0.0), no_shift)[1].numpy()
+    if batch_size is None:
+        batch_size = len(indices) if tf.config.list_physical_devices("GPU") else CPU_BATCH
+    parts = chunks(len(indices), batch_size)
+    images = [tf.constant(np.stack([start_image(seed, f, size, channels) for f in indices[part]]))
+              for part in parts]
+    chosen = [tf.constant(indices[part], dtype=tf.int32) for part in parts]
+    no_shift, no_step = tf.zeros(2, tf.int32), tf.constant(0.0)
+
+    def activations() -> np.ndarray:
+        return np.concatenate([step(x, f, no_step, no_shift)[1].numpy() for x, f in zip(images, chosen)])
+
+    start_activation = activations()
     moved = np.zeros(len(indices), dtype=bool)
     jitter = max(1, round(size * JITTER_SHARE))
     shifts = np.random.default_rng(seed).integers(-jitter, jitter + 1, size=(steps, 2))
     for i in _progress(range(steps), desc=f"{layer}: {len(indices)} filters", disable=not progress,
-                  leave=False):
+                       leave=False):
         shift = tf.constant(shifts[i], tf.int32) if regularize else no_shift
-        images, _, norms = step(images, chosen, tf.constant(float(lr)), shift)
-        moved |= norms.numpy() > 0
-        if regularize:
-            images = blur(images)
-    final_activation = step(images, chosen, tf.constant(0.0), no_shift)[1].numpy()
-    images = images.numpy()
+        for k, part in enumerate(parts):
+            images[k], _, norms = step(images[k], chosen[k], tf.constant(float(lr)), shift)
+            moved[part] |= norms.numpy() > 0
+            if regularize:
+                images[k] = blur(images[k])
+    final_activation = activations()
+    images = np.concatenate([x.numpy() for x in images])
     dead = tuple(f for f, ok in zip(indices, moved) if not ok) if steps else ()
     if dead:
         images[~moved] = 0.0
@@ -167,13 +180,17 @@ def border_width(side: int) -> int:
     return min(2, (side - 1) // 4)
 
 
-def _ascent_step(extractor: keras.Model):
+def _ascent_step(extractor: keras.Model, size: int):
     """A compiled ``(images, filters, lr, shift) -> (new images, activations, gradient norms)``.
 
     ``activations``: ``(F,)`` mean activation of filter ``filters[i]`` on image ``i`` (shifted by
-    ``shift`` pixels, border excluded), measured before the step.
+    ``shift`` pixels, border excluded), measured before the step. Traced once: any number of
+    ``size`` x ``size`` images.
     """
-    @tf.function(reduce_retracing=True)
+    signature = [tf.TensorSpec((None, size, size, extractor.inputs[0].shape[-1]), tf.float32),
+                 tf.TensorSpec((None,), tf.int32), tf.TensorSpec((), tf.float32), tf.TensorSpec((2,), tf.int32)]
+
+    @tf.function(input_signature=signature)
     def step(images, filters, lr, shift):
         with tf.GradientTape() as tape:
             tape.watch(images)

@@ -48,6 +48,7 @@ def test_grad_cam_agrees_with_tf_keras_vis_on_a_small_cnn(digits):
     model = models.mnist_cnn()  # untrained weights are enough: both sides must compute the same map
     batch = digits[0][0][:6, ..., None].astype("float32")
     classes = model.predict(batch, verbose=0).argmax(axis=1)
+    assert np.array_equal(cam.grad_cam(model, batch[..., 0]), cam.grad_cam(model, batch))  # (N, 28, 28) works too
     for layer in ("conv2", None):  # None: the last 4-D layer, pool2
         ours = cam.grad_cam(model, batch, layer=layer, upsample=False)
         theirs = tf_keras_vis_gradcam(model, batch, classes, layer or "pool2")
@@ -61,12 +62,14 @@ def test_the_cats_heatmap_falls_on_the_cat(mobilenet, cat_batch):
     top = model.predict(cat_batch, verbose=0).argmax()
     assert mobilenet.decode(np.eye(1000)[None, top], top=1)[0][0][1] in CAT_CLASSES
     heatmap = cam.grad_cam(model, cat_batch)[0]
-    # Hand-drawn box around the cat's head and chest in the 128x128 input (rows 8-127, columns
-    # 0-99); the 28 columns on the right are the sofa behind it, rows 0-7 mostly background.
+    # Hand-drawn box around the cat in the 128x128 input: every row, columns 0-99 (its head and
+    # chest); the 28 columns on the right show the sofa behind it. Most of the heat must lie on
+    # the cat, and a pixel on the cat must be at least twice as hot as one on the sofa, on average.
     inside = np.zeros_like(heatmap, dtype=bool)
-    inside[8:, :100] = True
+    inside[:, :100] = True
     share = heatmap[inside].sum() / heatmap.sum()
-    assert share >= 0.85 and share >= inside.mean() + 0.1, share
+    contrast = heatmap[inside].mean() / heatmap[~inside].mean()
+    assert share >= 0.8 and contrast >= 2.0, (share, contrast)
 
 
 def test_grad_cam_output_and_class_choice(mobilenet, photos):

@@ -4,7 +4,7 @@ import keras
 import numpy as np
 import pytest
 
-from coursekit import features, filters
+from coursekit import _cache, features, filters
 
 
 def test_ascent_raises_the_activation_of_most_filters(mobilenet, cat_batch):
@@ -23,11 +23,15 @@ def test_ascent_raises_the_activation_of_most_filters(mobilenet, cat_batch):
 def test_batched_equals_one_filter_at_a_time(mobilenet, regularize):
     model, chosen = mobilenet.model, [3, 7, 12]
     options = dict(steps=4, size=128, seed=5, regularize=regularize, progress=False)
-    batched = filters.filter_patterns(model, "conv_pw_2", chosen, **options)
+    batched = filters.filter_patterns(model, "conv_pw_2", chosen, batch_size=3, **options)
+    in_pairs = filters.filter_patterns(model, "conv_pw_2", chosen, batch_size=2, **options)
     alone = np.concatenate([filters.filter_patterns(model, "conv_pw_2", [f], **options) for f in chosen])
-    assert batched.shape == (3, 128, 128, 3)
+    assert batched.shape == in_pairs.shape == (3, 128, 128, 3)
     # float32 convolutions of a batch and of one image may sum in a different order
     assert np.abs(batched - alone).max() <= 1e-4 * np.abs(alone).max()
+    assert np.abs(in_pairs - alone).max() <= 1e-4 * np.abs(alone).max()
+    step = _cache._CACHE[model][("ascent_step", "conv_pw_2", 128)]
+    assert step.experimental_get_tracing_count() == 1  # batches of 3, 2 and 1 share one graph
 
 
 def linear_filter_model(kernel_colours, bias):

@@ -1,0 +1,94 @@
+"""Grading in parallel: 20 copies of a solution with --jobs 2 against --jobs 1, in one run.
+
+    python bench/grade.py [--copies 20] [--solution solutions/01_inside_a_cnn.ipynb]
+
+The copies are a light version of the solution: its imports, task cells and check cells (no
+pretrained model, no figures), so the run takes a few minutes; each copy still starts a kernel,
+imports TensorFlow and is checked task by task, as a real submission is. Prints both wall times
+and their ratio (goal: --jobs 2 takes at most 0.7x the time of --jobs 1).
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import nbformat
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("COURSEKIT_PROFILE", "smoke")
+
+from coursekit import checks, course, grade  # noqa: E402
+
+
+def light_copy(solution_path: Path):
+    """The solution's import cell, task cells and check cells, nothing else."""
+    notebook = nbformat.read(solution_path, as_version=4)
+    kept = []
+    for cell in notebook.cells:
+        if cell.cell_type != "code" or course.SETUP_TAG in cell.metadata.get("tags", []):
+            continue
+        source = cell.source
+        first = source.lstrip().splitlines()[0] if source.strip() else ""
+        if "### BEGIN SOLUTION" in source or "check(" in source or first.startswith(("import ", "from ")):
+            kept.append(cell)
+    notebook.cells = kept
+    notebook.metadata["coursekit"] = {"lesson": solution_path.name[:2]}
+    return notebook
+
+
+def timed_batch(paths: list[Path], out: Path, jobs: int) -> float:
+    start = time.perf_counter()
+    status = grade.main([*map(str, paths), "--out", str(out), "--jobs", str(jobs), "--quiet", "--no-executed"])
+    seconds = time.perf_counter() - start
+    if status != 0:
+        raise SystemExit(f"the grader failed (exit {status})")
+    return seconds
+
+
+def full_marks(out: Path, possible: int) -> int:
+    with open(out, newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    for row in rows:
+        if int(row["total"]) != possible:
+            print(f"  not at full marks: {Path(row['file']).name}: {row['total']} points, {row['status']}: "
+                  f"{row['reason']}")
+    return sum(int(row["total"]) == possible for row in rows)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--copies", type=int, default=20)
+    parser.add_argument("--solution", type=Path, default=ROOT / "solutions" / "01_inside_a_cnn.ipynb")
+    args = parser.parse_args(argv)
+    possible = sum(t.points for t in checks.tasks(args.solution.name[:2]))
+    with tempfile.TemporaryDirectory(prefix="bench-grade-") as folder:
+        folder = Path(folder)
+        notebook = light_copy(args.solution)
+        paths = [folder / f"student_{i:02d}.ipynb" for i in range(args.copies)]
+        for path in paths:
+            nbformat.write(notebook, path)
+        print(f"Grading {args.copies} light copies of {args.solution.name} ({len(notebook.cells)} code cells), "
+              f"{os.cpu_count()} CPU cores, profile {os.environ['COURSEKIT_PROFILE']}.", flush=True)
+        timed_batch(paths[:1], folder / "warmup.csv", 1)  # first kernel start and imports: disk caches
+        times = {}
+        for jobs in (1, 2):
+            out = folder / f"jobs{jobs}.csv"
+            load_before = os.getloadavg()[0]
+            times[jobs] = timed_batch(paths, out, jobs)
+            print(f"--jobs {jobs}: {times[jobs]:6.1f} s  ({times[jobs] / args.copies:.1f} s per notebook, "
+                  f"{full_marks(out, possible)}/{args.copies} at full marks; machine load "
+                  f"{load_before:.1f} -> {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores)", flush=True)
+    ratio = times[2] / times[1]
+    print(f"ratio --jobs 2 / --jobs 1: {ratio:.2f}  (goal <= 0.70: {'met' if ratio <= 0.7 else 'NOT met'}; "
+          "other processes on the machine take cores from --jobs 2: compare the loads above)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

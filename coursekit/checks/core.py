@@ -1,0 +1,182 @@
+"""The rules every exercise check follows: a registry of tasks, hints, and safe calls of student code.
+
+A task is registered by a lesson's checks module (``lessonNN.py``) with :func:`task`::
+
+    @task("01.3", points=2, answer="tile_position", title="Where channel k sits in a tiled grid")
+    def _(tile_position):
+        ...                               # raise Hint("...") when something is not right yet
+
+The decorated function receives the student's object and returns nothing when the answer is right.
+It raises :class:`Hint` with a message that says what to look at (a shape, a range, a behaviour),
+never the solution. Calls of student code go through :func:`call`, which turns any exception the
+student's code raises into a Hint; any other exception is a bug in the check itself.
+
+This module imports no TensorFlow: the grader reads the task table without loading it. Lesson
+modules import Keras and other coursekit modules inside their check functions, with relative
+imports only (``from .. import features``), so that the grader can run a private copy of them.
+"""
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from typing import Any, Callable
+
+TASK_ID = re.compile(r"^(\d\d)\.(\d+)$")
+
+
+class Hint(Exception):
+    """A check found something not right yet; the message tells the student what to look at."""
+
+
+@dataclass(frozen=True)
+class Task:
+    id: str                            # "NN.k": lesson NN, task k
+    points: int
+    answer: str                        # the name the notebook gives the student's object
+    title: str
+    run: Callable[[Any], None]         # raises Hint when the answer is not right yet
+
+    @property
+    def lesson(self) -> str:
+        return self.id[:2]
+
+
+@dataclass(frozen=True)
+class Outcome:
+    task: str
+    passed: bool
+    points: int                        # points earned: all of the task's points or none
+    max_points: int
+    message: str
+    check_error: bool = False          # the check itself failed (a bug to report), not the answer
+
+    def text(self) -> str:
+        mark = "✓" if self.passed else "✗"
+        verdict = "passed" if self.passed else "not yet"
+        return f"{mark} {self.task} {verdict} ({self.points}/{self.max_points} points): {self.message}"
+
+
+TASKS: dict[str, Task] = {}
+
+
+class _Missing:
+    def __repr__(self) -> str:
+        return "<missing>"
+
+
+MISSING = _Missing()  # stands for an answer the notebook never defined
+
+
+def task(task_id: str, *, points: int, answer: str, title: str):
+    """Register the decorated function as the check of ``task_id`` (see the module docstring)."""
+    if not TASK_ID.match(task_id):
+        raise ValueError(f"Task ids look like '01.2' (lesson 01, task 2); got {task_id!r}.")
+    if not answer.isidentifier():
+        raise ValueError(f"answer must be the Python name of the student's object; got {answer!r}.")
+    if points < 1:
+        raise ValueError(f"Task {task_id} needs at least 1 point; got {points}.")
+
+    def register(function: Callable[[Any], None]) -> Callable[[Any], None]:
+        if task_id in TASKS:
+            raise ValueError(f"Task {task_id} is registered twice.")
+        TASKS[task_id] = Task(task_id, int(points), answer, title, function)
+        return function
+
+    return register
+
+
+def evaluate(task_: Task, value: Any) -> Outcome:
+    """Run one task's check on ``value``; never raises (a broken check is reported as such)."""
+    if value is MISSING:
+        return Outcome(task_.id, False, 0, task_.points,
+                       f"the notebook defines no `{task_.answer}`. Run the task's cell, and keep "
+                       f"the name `{task_.answer}` that the task gives.")
+    try:
+        task_.run(value)
+    except Hint as hint:
+        return Outcome(task_.id, False, 0, task_.points, str(hint))
+    except Exception as error:  # a bug in the check, not in the answer
+        return Outcome(task_.id, False, 0, task_.points,
+                       f"the check itself failed ({type(error).__name__}: {error}). "
+                       "This is not your fault: tell your instructor.", check_error=True)
+    return Outcome(task_.id, True, task_.points, task_.points, "well done.")
+
+
+# ----------------------------------------------------------------------------- helpers for checks
+
+def call(function: Callable, *args, what: str = "your function", **kwargs):
+    """Call student code; any exception it raises becomes a :class:`Hint` that names it."""
+    try:
+        return function(*args, **kwargs)
+    except NotImplementedError:
+        raise Hint(f"{what} still raises NotImplementedError: replace `# YOUR CODE HERE` and "
+                   "`raise NotImplementedError()` with your code, run that cell, then this one.") from None
+    except Hint:
+        raise
+    except Exception as error:
+        message = str(error).strip().splitlines()[0][:300] if str(error).strip() else ""
+        raise Hint(f"{what} raised {type(error).__name__}" + (f": {message}" if message else "")
+                   + ". Try it on a small example to see where.") from None
+
+
+def require_callable(value: Any, name: str) -> None:
+    if not callable(value):
+        raise Hint(f"check needs your function `{name}` itself (write `{name}`, not `{name}(...)`); "
+                   f"got an object of type {type(value).__name__}.")
+
+
+def as_int_tuple(value: Any, length: int, what: str) -> tuple[int, ...]:
+    """``value`` as a tuple of ``length`` Python ints (numpy integers and integral floats accepted)."""
+    import numbers
+    if not isinstance(value, (tuple, list)) or len(value) != length:
+        raise Hint(f"{what} should be a tuple of {length} integers; got {_describe(value)}.")
+    numbers_out = []
+    for item in value:
+        if isinstance(item, bool) or not isinstance(item, numbers.Real):
+            raise Hint(f"{what} should hold {length} integers; one of them is a {type(item).__name__}.")
+        if float(item) != int(float(item)):
+            raise Hint(f"{what} should hold whole numbers of pixels; got {float(item)}.")
+        numbers_out.append(int(float(item)))
+    return tuple(numbers_out)
+
+
+def _describe(value: Any) -> str:
+    if isinstance(value, (tuple, list)):
+        return f"a {type(value).__name__} of length {len(value)}"
+    return f"a {type(value).__name__}"
+
+
+# ----------------------------------------------------------------------------- multiple choice
+
+def choice_key(task_id: str, letters) -> str:
+    """The stored key of a multiple-choice answer (a hash, so the key does not read as the answer)."""
+    return hashlib.sha256(f"{task_id}|{','.join(sorted(letters))}".encode()).hexdigest()
+
+
+def choice_task(task_id: str, *, points: int, answer: str, title: str, options: str,
+                key: str, hint: str) -> None:
+    """Register a "select every true statement" question with options ``a``, ``b``, ...
+
+    The student's answer is a set (or list, tuple, string) of option letters; ``key`` is
+    :func:`choice_key` of the right set. A wrong selection gets ``hint``, the same whatever is
+    wrong, so the feedback does not point at the wrong option.
+    """
+    allowed = set(options)
+
+    @task(task_id, points=points, answer=answer, title=title)
+    def _(value):
+        if isinstance(value, str):
+            value = [letter for letter in value.replace(",", " ").split()]
+        if not isinstance(value, (set, frozenset, list, tuple)):
+            raise Hint(f"give a set of letters such as {{'a', 'c'}}; got a {type(value).__name__}.")
+        if any(type(letter) is not str for letter in value):
+            raise Hint("every element of your answer should be a letter in quotes, such as 'a'.")
+        letters = {letter.strip().lower() for letter in value}
+        unknown = letters - allowed
+        if unknown:
+            raise Hint(f"{sorted(unknown)} are not options; choose among {sorted(allowed)}.")
+        if not letters:
+            raise Hint("no statement selected yet: put the letters of every true statement in the set.")
+        if choice_key(task_id, letters) != key:
+            raise Hint(hint)
