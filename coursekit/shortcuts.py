@@ -19,7 +19,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from ._logits import logits_view  # noqa: F401  (public here: lesson 05 trains through it)
+from ._logits import logits_view  # also public here: lesson 05 trains through it
 from .models import _as_digits
 
 DEFAULT_PENALTY = 300.0  # for digits in 0-255; larger values destabilise repairing a trained model
@@ -29,7 +29,7 @@ def strided_cnn(padding: str = "same", name: str = "strided_cnn") -> keras.Model
     """A small CNN for 28x28x1 digits in [0, 255] that is quick to train several times.
 
     Rescaling, then two 3x3 convolutions with stride 2 (16 and 32 filters, ReLU; they halve the
-    map instead of max pooling, at about half the cost of :func:`coursekit.models.mnist_cnn`),
+    map instead of max pooling, which makes it cheaper to train than :func:`coursekit.models.mnist_cnn`),
     ``Flatten``, a 64-unit dense layer and a 10-way softmax. Layers ``conv1``, ``conv2``,
     ``dense``, ``predictions``. ``padding="valid"`` builds the variant whose borders are seen less
     (lesson 05 compares them).

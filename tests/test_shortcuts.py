@@ -72,3 +72,12 @@ def test_bad_shapes_are_explained():
         shortcuts.train_right_reasons(model, x, np.zeros(4, int), np.zeros((4, 5), bool), epochs=1)
     with pytest.raises(ValueError, match="one label per image"):
         shortcuts.train_right_reasons(model, x, np.zeros(3, int), np.zeros((4, 6), bool), epochs=1)
+
+
+def test_strided_cnn_shapes_and_padding():
+    same, valid = shortcuts.strided_cnn("same"), shortcuts.strided_cnn("valid")
+    assert same.get_layer("conv2").output.shape[1:] == (7, 7, 32)
+    assert valid.get_layer("conv2").output.shape[1:] == (6, 6, 32)   # 28 -> 13 -> 6: the last row is never seen
+    assert same.output_shape == (None, 10)
+    with pytest.raises(ValueError, match="padding"):
+        shortcuts.strided_cnn("causal")
