@@ -15,7 +15,7 @@ import keras
 import numpy as np
 
 from . import _cache, _forward
-from ._logits import logits_view
+from .models import ends_in_softmax
 
 
 # ----------------------------------------------------------------------------- agreement with a region
@@ -84,7 +84,7 @@ def pointing_game(heatmaps, masks, tolerance: int = 0) -> np.ndarray:
 
 def _probabilities(model: keras.Model) -> keras.Model:
     """``model`` itself when it ends in a softmax, else ``model`` followed by one (cached)."""
-    if logits_view(model) is not model:
+    if ends_in_softmax(model):
         return model
 
     def build():

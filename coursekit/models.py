@@ -9,7 +9,7 @@ from functools import lru_cache
 import keras
 import numpy as np
 
-from . import env
+from . import _cache, env
 
 
 class WeightsUnavailableError(RuntimeError):
@@ -203,23 +203,45 @@ def last_spatial_layer(model: keras.Model) -> str:
     raise ValueError(f"Model {model.name!r} has no layer with a 4-D (N, H, W, C) output.")
 
 
-def pre_softmax(model: keras.Model) -> keras.Model:
-    """A model with the same input and weights that outputs class scores before the softmax.
+class _SharedLinear(keras.layers.Layer):
+    """``dense``'s affine part, ``x @ kernel + bias``, reading ``dense``'s own variables."""
 
-    Handles the two endings Keras models have: a final ``Activation("softmax")`` layer
-    (MobileNet) and a ``Dense(..., activation="softmax")`` layer (Xception, VGG16, our CNNs).
-    A model that ends without a softmax is returned unchanged.
+    def __init__(self, dense: keras.layers.Dense, **kwargs):
+        super().__init__(**kwargs)
+        self.dense = dense
+
+    def call(self, inputs):
+        x = keras.ops.matmul(inputs, self.dense.kernel)
+        return x if self.dense.bias is None else keras.ops.add(x, self.dense.bias)
+
+
+def ends_in_softmax(model: keras.Model) -> bool:
+    return getattr(getattr(model.layers[-1], "activation", None), "__name__", "") == "softmax"
+
+
+def pre_softmax(model: keras.Model) -> keras.Model:
+    """The same network ending at its class scores before the softmax (the logits).
+
+    It *shares* ``model``'s weights (nothing is copied), so it stays right while ``model`` trains;
+    built once per model. Handles the two endings Keras models have: a final
+    ``Activation("softmax")`` layer (MobileNet) and a ``Dense(..., activation="softmax")`` layer
+    (Xception, VGG16, the course's CNNs). A model without a final softmax is returned unchanged.
     """
-    last = model.layers[-1]
-    activation = getattr(last, "activation", None)
-    if activation is None or getattr(activation, "__name__", "") != "softmax":
+    if not ends_in_softmax(model):
         return model
+    return _cache.per_model(model, "pre_softmax", lambda: _build_pre_softmax(model))
+
+
+def _build_pre_softmax(model: keras.Model) -> keras.Model:
+    last = model.layers[-1]
     if isinstance(last, keras.layers.Activation):
-        return keras.Model(model.inputs, last.input, name=f"{model.name}_logits")
-    config = {**last.get_config(), "activation": "linear", "name": f"{last.name}_logits"}
-    linear = type(last).from_config(config)
-    logits = linear(last.input)
-    linear.set_weights(last.get_weights())
+        logits = last.input
+    elif isinstance(last, keras.layers.Dense):
+        logits = _SharedLinear(last, name=f"{last.name}_logits")(last.input)
+    else:
+        raise TypeError(f"Model {model.name!r} ends in a {type(last).__name__} layer with a softmax; only "
+                        "a Dense layer or an Activation('softmax') layer can be cut before its softmax. "
+                        "End the model in Dense(...) followed by Activation('softmax').")
     return keras.Model(model.inputs, logits, name=f"{model.name}_logits")
 
 

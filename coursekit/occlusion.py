@@ -5,7 +5,7 @@ import keras
 import numpy as np
 
 from . import _forward
-from ._logits import logits_view
+from .models import pre_softmax
 
 
 def patch_corners(size: int, patch: int, stride: int) -> np.ndarray:
@@ -89,7 +89,7 @@ def _as_batch(model: keras.Model, images) -> np.ndarray:
 
 def _scores(model: keras.Model) -> keras.Model:
     """``model`` ending in logits (or its own output when it has no softmax), sharing its weights."""
-    return logits_view(model)
+    return pre_softmax(model)
 
 
 def _predict(model: keras.Model, batch: np.ndarray, batch_size: int) -> np.ndarray:

@@ -10,8 +10,8 @@ so that small changes to the masked pixels cannot change any prediction. The inp
 those of the model's input as given (0-255 pixels for the course's digit models), which sets the
 scale of ``penalty``.
 
-``logits_view(model)`` gives the classifier's logits with *shared* weights, so that training
-through it trains the classifier.
+``models.pre_softmax(model)`` gives the classifier's logits with *shared* weights, so that
+training through it trains the classifier.
 """
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from ._logits import logits_view  # also public here: lesson 05 trains through it
+from .models import pre_softmax
 from .models import _as_digits
 
 DEFAULT_PENALTY = 300.0  # for digits in 0-255; larger values destabilise repairing a trained model
@@ -58,7 +58,7 @@ def right_reasons_gradients(model: keras.Model, images) -> np.ndarray:
     with the shape of the model's input, float32. Ross et al. use them as the model's explanation:
     large values mark the pixels whose change would move the predictions most.
     """
-    logits_model = logits_view(model)
+    logits_model = pre_softmax(model)
     batch = tf.convert_to_tensor(_as_digits(images) if np.ndim(images) == 3 else np.asarray(images, "float32"))
     with tf.GradientTape() as tape:
         tape.watch(batch)
@@ -98,7 +98,7 @@ class RightForTheRightReasons(keras.Model):
     def __init__(self, classifier: keras.Model, penalty: float = DEFAULT_PENALTY, **kwargs):
         super().__init__(**kwargs)
         self.classifier = classifier
-        self.logits_model = logits_view(classifier)  # shares the classifier's weights
+        self.logits_model = pre_softmax(classifier)  # shares the classifier's weights
         self.penalty = float(penalty)
         self.loss_tracker = keras.metrics.Mean(name="loss")
         self.penalty_tracker = keras.metrics.Mean(name="penalty")

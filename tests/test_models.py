@@ -68,6 +68,19 @@ def test_pre_softmax_gives_the_logits_of_both_endings(mobilenet, cat_batch):
     assert not np.allclose(cnn_logits, cnn.predict(digits, verbose=0))
 
 
+def test_pre_softmax_shares_weights_and_follows_training():
+    cnn = models.mnist_cnn()
+    logits_model = models.pre_softmax(cnn)
+    assert models.pre_softmax(cnn) is logits_model  # built once per model
+    digits = np.random.default_rng(1).uniform(0, 255, (4, 28, 28, 1)).astype("float32")
+    before = logits_model.predict(digits, verbose=0)
+    kernel, bias = cnn.get_layer("predictions").get_weights()
+    cnn.get_layer("predictions").set_weights([kernel * 2, bias + 1])
+    after = logits_model.predict(digits, verbose=0)
+    np.testing.assert_allclose(keras.ops.softmax(after).numpy(), cnn.predict(digits, verbose=0), atol=1e-5)
+    assert not np.allclose(before, after)
+
+
 def test_last_spatial_layer_skips_global_1x1_maps(mobilenet):
     # MobileNet's pooled (N, 1, 1, C) outputs are 4-D but have no spatial extent left
     assert models.last_spatial_layer(mobilenet.model) == "conv_pw_13_relu"

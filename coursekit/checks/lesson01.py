@@ -39,6 +39,10 @@ def _random_cnn(rng: np.random.Generator):
     return model, images
 
 
+_ORDER_HINT = ("your outputs come in a different order than layer_names: output i must be the "
+               "output of the layer called layer_names[i].")
+
+
 def _as_arrays(outputs) -> list[np.ndarray]:
     if isinstance(outputs, dict):
         raise Hint("your model returns a dict; return a list of outputs, one per layer name, in order.")
@@ -75,12 +79,14 @@ def _(activation_submodel):
             if mine.shape != reference.shape:
                 shapes = [r.shape for r in expected]
                 if mine.shape in shapes:
-                    raise Hint("your outputs come in a different order than layer_names: output i must "
-                               "be the output of the layer called layer_names[i].")
+                    raise Hint(_ORDER_HINT)
                 raise Hint(f"output {position} has shape {mine.shape}; the layer "
                            f"{chosen[position]!r} outputs {reference.shape}. Take the outputs of the "
                            "named layers of `model` itself.")
             if not np.allclose(mine, reference, atol=1e-4, rtol=1e-4):
+                if any(other is not reference and other.shape == mine.shape
+                       and np.allclose(mine, other, atol=1e-4, rtol=1e-4) for other in expected):
+                    raise Hint(_ORDER_HINT)
                 raise Hint(f"output {position} has the right shape but other values than the layer "
                            f"{chosen[position]!r}: your sub-model must reuse the layers of `model` "
                            "(their outputs and trained weights), not new layers.")
