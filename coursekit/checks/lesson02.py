@@ -43,6 +43,10 @@ def _objective_hint(got: np.ndarray, maps: np.ndarray, filter_index: int) -> str
     h, w = maps.shape[1:3]
     rows, cols = filters.border_width(h), filters.border_width(w)
     size = f"{h}x{w} map"
+    if not np.all(np.isfinite(got)):
+        return (f"for a {size} your numbers are NaN: the mean of an empty slice? On this map the "
+                f"border is filters.border_width({h}) = {rows} rows and filters.border_width({w}) = "
+                f"{cols} columns on each side.")
     if np.allclose(got, _inner_mean(maps, filter_index, 0, 0), atol=1e-5):
         return (f"for a {size} your numbers are the mean over the whole map, border included. "
                 "Leave out the border: filters.border_width(height) rows at the top and at the "
@@ -75,7 +79,7 @@ def _(filter_objective):
     rng = _rng()
     sides = [(int(rng.integers(9, 17)), int(rng.integers(9, 17))),   # border 2
              (int(rng.integers(5, 9)), int(rng.integers(9, 15))),    # 1 row, 2 columns
-             (int(rng.integers(2, 5)), int(rng.integers(5, 9)))]     # 0 rows, 1 column
+             (int(rng.integers(3, 5)), int(rng.integers(5, 9)))]     # 0 rows, 1 column
     rng.shuffle(sides)
     for h, w in sides:
         count, channels = int(rng.integers(1, 4)), int(rng.integers(3, 8))
@@ -95,7 +99,9 @@ def _(filter_objective):
             raise Hint(f"for feature maps of shape {tuple(maps.shape)} you return shape {got.shape}; "
                        f"the objective has one number per image: shape ({count},).")
         if not np.allclose(got, expected, atol=1e-4, rtol=1e-4):
-            raise Hint(_objective_hint(got, maps.numpy().astype("float64"), filter_index))
+            with warnings.catch_warnings():  # some wrong answers average empty slices
+                warnings.simplefilter("ignore")
+                raise Hint(_objective_hint(got, maps.numpy().astype("float64"), filter_index))
         if not tf.is_tensor(value):
             raise Hint("the numbers are right, but you return a numpy array: gradient ascent needs "
                        "the gradient of this value, so compute it with TensorFlow operations on the "
@@ -240,8 +246,8 @@ def _(to_display):
             rng.uniform(-50, 50) + rng.uniform(0.001, 0.05) * rng.normal(size=(h, w, channels)),
         "an image with a few very bright and very dark pixels":
             rng.normal(size=(h, w, channels)) * rng.uniform(0.5, 20),
-        "a flat image (every pixel the same value, e.g. a dead filter's)":
-            np.full((h, w, channels), rng.uniform(-5, 5)),
+        "a flat image (every pixel the same value, e.g. a dead filter's)":  # exact in float32
+            np.full((h, w, channels), int(rng.integers(-20, 21)) / 4),
     }
     spikes = cases["an image with a few very bright and very dark pixels"]
     spikes[0, 0], spikes[-1, -1] = spikes.std() * 8, -spikes.std() * 8
@@ -266,7 +272,9 @@ def _(to_display):
             raise Hint(f"for {label} every pixel should come out mid-grey (128): its standard "
                        "deviation is 0, so standardising it needs care (no division by zero).")
         standard = (image - image.mean()) / image.std() * 64 + 128
-        if np.any((standard > 255.5) & (result < 128)) or np.any((standard < -0.5) & (result > 128)):
+        outside = (standard > 255.5) | (standard < -0.5)
+        wrong_end = ((standard > 255.5) & (result < 128)) | ((standard < -0.5) & (result > 128))
+        if outside.any() and error[~outside].max(initial=0) <= 1 and wrong_end[outside].mean() > 0.5:
             raise Hint(f"for {label} some pixels come out at the wrong end of the grey scale: "
                        "uint8 wraps around (256 becomes 0), so clip to [0, 255] before converting.")
         if abs(float(result.mean()) - float(expected.mean())) > 8 or \

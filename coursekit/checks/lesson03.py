@@ -29,7 +29,7 @@ def _numbers(value, what: str) -> np.ndarray:
 def _random_classifier(rng: np.random.Generator):
     """A small random ReLU CNN ending in a separate softmax layer, and a batch for it."""
     import keras
-    side, channels, classes = int(rng.integers(8, 15)), int(rng.integers(1, 4)), int(rng.integers(3, 7))
+    side, channels, classes = int(rng.integers(8, 15)), int(rng.integers(2, 4)), int(rng.integers(3, 7))
     tag = int(rng.integers(1000, 10000))
     inputs = keras.Input((side, side, channels))
     x = keras.layers.Conv2D(int(rng.integers(4, 9)), 3, padding="same", activation="relu")(inputs)

@@ -45,9 +45,10 @@ def _(channel_weights):
         got = _numbers(call(channel_weights, gradients.copy(), what=what), what)
         expected = gradients.astype("float64").mean(axis=(1, 2))
         if got.shape != expected.shape:
-            if got.shape == (k,) and count > 1:
-                raise Hint(f"for {count} images you return {k} weights: each image gets its own weights, "
-                           f"shape ({count}, {k}). Do not average over the batch.")
+            if got.shape == (k,):
+                raise Hint(f"for {count} image(s) you return {k} weights: each image gets its own row "
+                           f"of weights, shape ({count}, {k}), even a batch of one. Do not average "
+                           "over the batch.")
             if got.shape == (count, h, w):
                 raise Hint("you pooled over the channels; pool over the positions (height and width) "
                            "so that each channel keeps a weight.")
@@ -125,12 +126,14 @@ def _(grad_cam_map):
     rng = _rng()
     what = "grad_cam_map(feature_maps, weights)"
 
-    # made-up maps: one image with no positive evidence at all
-    count, h, w, k = int(rng.integers(2, 4)), int(rng.integers(3, 8)), int(rng.integers(3, 8)), int(rng.integers(3, 9))
+    # made-up maps: one image with no positive evidence at all, two or three with some
+    count, h, w, k = int(rng.integers(3, 5)), int(rng.integers(3, 8)), int(rng.integers(3, 8)), int(rng.integers(3, 9))
     feature_maps = np.maximum(rng.normal(size=(count, h, w, k)), 0).astype("float32")
     weights = rng.normal(size=(count, k)).astype("float32")
     weights[0] = -np.abs(weights[0])
     weights[1:, 0] = np.abs(weights[1:, 0]) + 0.5
+    weights[1] = np.abs(weights[1])          # image 1: positive evidence everywhere, its minimum > 0
+    feature_maps[1] += 0.1
     weights *= rng.uniform(0.1, 10, size=(count, 1)).astype("float32")
     cases = [(feature_maps, weights, "made-up feature maps and weights")]
 
