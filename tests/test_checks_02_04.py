@@ -166,6 +166,12 @@ def unguarded(images, objective, lr):
     return images + lr * gradients / per_image_norm(gradients)
 
 
+def all_stay_if_one_is_stuck(images, objective, lr):
+    gradients = gradient_of(images, objective)
+    norms = per_image_norm(gradients)
+    return images if bool(tf.reduce_any(norms == 0)) else images + lr * gradients / norms
+
+
 def unwatched(images, objective, lr):
     with tf.GradientTape() as tape:
         value = objective(images)
@@ -208,6 +214,7 @@ WRONG_02 = [
     ("02.2", descent, "lowers the objective"),
     ("02.2", step_only, "the step itself"),
     ("02.2", unguarded, "0 / 0"),
+    ("02.2", all_stay_if_one_is_stuck, "other images"),
     ("02.2", unwatched, "raised"),
     ("02.3", unclipped, "wraps around"),
     ("02.3", floats, "uint8"),

@@ -198,6 +198,10 @@ def _(ascent_step):
                    "turns it into NaN: 0 / 0. Guard the division so that such an image stays as it is.")
     if not np.allclose(got[dead], images[dead], atol=1e-5):
         raise Hint(f"image {dead} has an all-zero gradient, so it should not move; yours did.")
+    stuck_norms = np.maximum(np.linalg.norm(stuck.reshape(count, -1), axis=1), 1e-12).reshape(-1, 1, 1, 1)
+    if not np.allclose(got, images + lr * stuck / stuck_norms, atol=1e-4, rtol=1e-4):
+        raise Hint(f"image {dead} has an all-zero gradient and stays put, as it should, but the other "
+                   "images should still move as usual, each by lr along its own gradient.")
 
     # 3. The real thing: one step of filters.filter_patterns on a random network.
     model, layer, channels = _random_conv_net(rng)
