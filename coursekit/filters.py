@@ -240,9 +240,10 @@ def deprocess(image, crop: float = 0.125) -> np.ndarray:
         raise ValueError(f"deprocess needs an image (H, W, C) or a batch (N, H, W, C); got {images.shape}.")
     if not 0 <= crop < 0.5:
         raise ValueError(f"crop must be a share of the side in [0, 0.5); got {crop}.")
-    mean = images.mean(axis=(1, 2, 3), keepdims=True)
-    std = images.std(axis=(1, 2, 3), keepdims=True)
-    scaled = np.where(std > 0, (images - mean) / np.where(std > 0, std, 1), 0.0) * 64 + 128
+    mean = images.mean(axis=(1, 2, 3), keepdims=True, dtype="float64")
+    std = images.std(axis=(1, 2, 3), keepdims=True, dtype="float64")
+    flat = std <= 1e-5 * np.abs(mean)  # rounding leaves a constant image a tiny, meaningless spread
+    scaled = np.where(flat, 0.0, (images - mean) / np.where(flat, 1, std)) * 64 + 128
     top, left = int(round(images.shape[1] * crop)), int(round(images.shape[2] * crop))
     scaled = scaled[:, top:images.shape[1] - top, left:images.shape[2] - left]
     result = np.clip(scaled, 0, 255).round().astype(np.uint8)

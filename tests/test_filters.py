@@ -87,6 +87,11 @@ def test_deprocess_gives_displayable_cropped_images():
     assert shown.dtype == np.uint8 and shown.shape == (2, 48, 48, 3)
     assert abs(shown[0].mean() - 128) < 3 and np.all(shown[1] == 128)
     assert filters.deprocess(batch[0], crop=0).shape == (64, 64, 3)
+    # 3.7 is not exact in float32: a naive std is ~1e-7, not 0, and would map pixels to 64 or 192
+    assert np.all(filters.deprocess(np.full((1, 16, 16, 3), 3.7, dtype="float32")) == 128)
+    faint = np.zeros((1, 16, 16, 3), dtype="float32")
+    faint[0, :8] = 1e-6  # a tiny but real pattern around zero is still stretched
+    assert filters.deprocess(faint, crop=0).std() > 30
 
 
 def test_filter_weights(mobilenet):
