@@ -1,9 +1,14 @@
 """coursekit: the helper package of the course "What CNNs Learn".
 
 Import it before Keras: it puts an offline Keras cache in place when ``COURSEKIT_OFFLINE_CACHE``
-is set. Modules: ``env`` (profiles, Colab/GPU/offline), ``models``, ``data``, ``features``,
-``plotting``; the lessons add ``filters``, ``saliency``, ``cam``, ``occlusion``, ``metrics``,
-``sanity`` and ``checks``.
+is set. Modules, one idea each:
+
+* ``env`` (profiles, Colab/GPU/offline, seeding), ``models``, ``data``, ``features``, ``plotting``;
+* what the lessons compute: ``filters`` (gradient ascent), ``saliency``, ``cam`` (Grad-CAM),
+  ``occlusion``, ``shortcuts`` (decoy training and its fixes), ``metrics``, ``sanity``;
+* the course around them: ``checks`` (exercise feedback), ``exercises`` (student versions),
+  ``grade`` and ``submission`` (the instructors' grader), ``course`` (badges and setup cells),
+  ``gallery`` (``make lessons``).
 """
 import os
 
