@@ -1,0 +1,281 @@
+"""The exercise checks of lesson 05: right answers pass, wrong or memorised ones get a hint."""
+import hashlib
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from coursekit import checks, models
+from coursekit.checks import core
+
+CHECKS_DIR = Path(checks.__file__).parent
+
+
+def outcome(task_id, value):
+    return core.evaluate(checks.find(task_id), value)
+
+
+# ----------------------------------------------------------------------------- reference answers
+
+def add_patches(images, digits, corners, side=4, far=24, level=lambda digit: 255 - 25 * digit):
+    decoyed = images.copy()
+    for image, digit, corner in zip(decoyed, digits, corners):
+        top, left = far * (corner // 2), far * (corner % 2)
+        image[top:top + side, left:left + side] = level(digit)
+    return decoyed
+
+
+def share_in_mask(maps, masks):
+    inside = (maps * masks).sum(axis=(1, 2))
+    total = maps.sum(axis=(1, 2))
+    return np.divide(inside, total, out=np.zeros_like(total), where=total > 0)
+
+
+def input_gradients(model, images, objective=lambda logits: tf.reduce_sum(tf.nn.log_softmax(logits))):
+    images = tf.convert_to_tensor(images)
+    with tf.GradientTape() as tape:
+        tape.watch(images)
+        value = objective(models.pre_softmax(model)(images))
+    return tape.gradient(value, images).numpy()[..., 0]
+
+
+def right_reasons_penalty(model, images, masks):
+    return ((input_gradients(model, images) * masks) ** 2).sum(axis=(1, 2))
+
+
+def penalty_from_probabilities(model, images, masks):
+    """The log of the model's own output instead of log_softmax: as good on these models."""
+    images = tf.convert_to_tensor(images)
+    with tf.GradientTape() as tape:
+        tape.watch(images)
+        total = tf.reduce_sum(tf.math.log(model(images)))
+    gradients = tape.gradient(total, images)[..., 0]
+    return tf.reduce_sum(tf.square(gradients * tf.cast(masks, tf.float32)), axis=(1, 2))
+
+
+RIGHT = {"05.1": add_patches, "05.2": share_in_mask, "05.3": right_reasons_penalty, "05.4": {"a", "d", "e"}}
+
+
+@pytest.mark.parametrize("task_id", sorted(RIGHT))
+def test_right_answers_pass_with_full_points(task_id):
+    result = outcome(task_id, RIGHT[task_id])
+    assert result.passed, result.message
+    assert result.points == result.max_points == checks.find(task_id).points
+
+
+def test_other_right_answers_pass():
+    def vectorised(images, digits, corners):  # no loop, a tensor-free numpy answer
+        decoyed = np.array(images)
+        rows, cols = np.arange(28)[None, :, None], np.arange(28)[None, None, :]
+        top, left = (np.asarray(corners) // 2 * 24)[:, None, None], (np.asarray(corners) % 2 * 24)[:, None, None]
+        inside = (rows >= top) & (rows < top + 4) & (cols >= left) & (cols < left + 4)
+        return np.where(inside, (255 - 25 * np.asarray(digits))[:, None, None], decoyed).astype(np.uint8)
+
+    assert outcome("05.1", vectorised).passed
+    assert outcome("05.2", lambda maps, masks: np.nan_to_num(share_in_mask(maps, masks))).passed
+    assert outcome("05.3", penalty_from_probabilities).passed
+
+
+def test_lesson_has_four_tasks_worth_ten_points():
+    tasks = checks.tasks("05")
+    assert [t.id for t in tasks] == ["05.1", "05.2", "05.3", "05.4"]
+    assert sum(t.points for t in tasks) == 10
+    assert len({t.answer for t in tasks}) == 4
+
+
+# ----------------------------------------------------------------------------- wrong answers: 05.1
+
+def in_place(images, digits, corners):
+    for image, digit, corner in zip(images, digits, corners):
+        image[24 * (corner // 2):24 * (corner // 2) + 4, 24 * (corner % 2):24 * (corner % 2) + 4] = 255 - 25 * digit
+    return images
+
+
+def added(images, digits, corners):
+    decoyed = images.copy()
+    for image, digit, corner in zip(decoyed, digits, corners):
+        top, left = 24 * (corner // 2), 24 * (corner % 2)
+        image[top:top + 4, left:left + 4] += np.uint8(255 - 25 * digit)  # wraps around
+    return decoyed
+
+
+WRONG_05_1 = [
+    (in_place, "changed the `images`"),
+    (lambda images, digits, corners: images, "very array"),
+    (lambda images, digits, corners: images.copy(), "unchanged"),
+    (lambda images, digits, corners: None, "return"),
+    (lambda images, digits, corners: add_patches(images, digits, corners)[..., None], "same shape"),
+    (lambda images, digits, corners: add_patches(images, digits, corners).astype("float32"), "uint8"),
+    (lambda images, digits, corners: add_patches(images, digits, np.array([0, 2, 1, 3])[corners]), "swapped"),
+    (lambda images, digits, corners: add_patches(images, digits, corners, side=3, far=25), "3x3"),
+    (lambda images, digits, corners: add_patches(images, digits, corners, side=5), "5x5"),
+    (lambda images, digits, corners: add_patches(images, digits, corners, far=23), "starts at pixel 23"),
+    (lambda images, digits, corners: add_patches(images, digits, 3 - corners), "outside its patch"),
+    (lambda images, digits, corners: add_patches(images, digits, corners, level=lambda d: 25 * d), "wrong way"),
+    (lambda images, digits, corners: add_patches(images, np.full_like(digits, digits[0]), corners), "same grey"),
+    (lambda images, digits, corners: add_patches(images, digits, corners, level=lambda d: 250 - 25 * d), "255 - 25 * digit"),
+    (added, "same grey level"),
+]
+
+
+# ----------------------------------------------------------------------------- wrong answers: 05.2
+
+def share_unguarded(maps, masks):
+    with np.errstate(all="ignore"):
+        return (maps * masks).sum(axis=(1, 2)) / maps.sum(axis=(1, 2))
+
+
+def share_of_outside(maps, masks):
+    inside = (maps * masks).sum(axis=(1, 2))
+    outside = (maps * ~masks).sum(axis=(1, 2))
+    return np.divide(inside, outside, out=np.zeros_like(inside), where=outside > 0)
+
+
+def mean_inside(maps, masks):
+    return (maps * masks).sum(axis=(1, 2)) / masks.sum(axis=(1, 2))
+
+
+def over_maximum(maps, masks):
+    peak = maps.max(axis=(1, 2))
+    return np.divide((maps * masks).sum(axis=(1, 2)), peak, out=np.zeros_like(peak), where=peak > 0)
+
+
+WRONG_05_2 = [
+    (share_unguarded, "NaN"),
+    (lambda maps, masks: (maps * masks).sum(axis=(1, 2)), "divide it by the map's total mass"),
+    (lambda maps, masks: 1 - share_in_mask(maps, masks), "*outside*"),
+    (share_of_outside, "mass outside the mask"),
+    (mean_inside, "average the map over the mask's pixels"),
+    (lambda maps, masks: masks.mean(axis=(1, 2)), "size of the mask"),
+    (over_maximum, "not by its maximum"),
+    (lambda maps, masks: (maps * masks).sum() / maps.sum(), "one number for"),
+    (lambda maps, masks: maps * masks, "one share per map"),
+    (lambda maps, masks: share_in_mask(maps, masks)[::-1].copy(), "sum of the whole map"),
+]
+
+
+# ----------------------------------------------------------------------------- wrong answers: 05.3
+
+def penalty_of(objective):
+    def penalty(model, images, masks):
+        return ((input_gradients(model, images, objective) * masks) ** 2).sum(axis=(1, 2))
+    return penalty
+
+
+def top(values, logits):
+    return tf.reduce_sum(tf.gather(values, tf.argmax(logits, axis=1), axis=1, batch_dims=1))
+
+
+def unwatched(model, images, masks):
+    images = tf.constant(images)
+    with tf.GradientTape() as tape:
+        total = tf.reduce_sum(tf.math.log(model(images)))
+    gradients = tape.gradient(total, images)  # None: a constant is not watched
+    return tf.reduce_sum(tf.square(gradients[..., 0] * masks), axis=(1, 2))
+
+
+WRONG_05_3 = [
+    (penalty_of(lambda logits: top(tf.nn.log_softmax(logits), logits)), "top class only"),
+    (penalty_of(lambda logits: top(tf.nn.softmax(logits), logits)), "top class's probability"),
+    (penalty_of(lambda logits: top(logits, logits)), "top class's logit"),
+    (penalty_of(tf.reduce_sum), "sum of the logits"),
+    (penalty_of(lambda logits: tf.reduce_sum(tf.nn.softmax(logits))), "always 1"),
+    (lambda model, images, masks: np.abs(input_gradients(model, images) * masks).sum(axis=(1, 2)), "square the gradients"),
+    (lambda model, images, masks: np.sqrt(right_reasons_penalty(model, images, masks)), "square root"),
+    (lambda model, images, masks: (input_gradients(model, images) ** 2).sum(axis=(1, 2)), "whole image"),
+    (lambda model, images, masks: ((input_gradients(model, images) * ~masks) ** 2).sum(axis=(1, 2)), "*outside* the mask"),
+    (lambda model, images, masks: right_reasons_penalty(model, images, masks) / np.maximum(masks.sum(axis=(1, 2)), 1),
+     "average over the masked pixels"),
+    (lambda model, images, masks: right_reasons_penalty(model, images, masks).mean(), "one number for"),
+    (lambda model, images, masks: (input_gradients(model, images) * masks) ** 2, "add the squares up over the pixels"),
+    (unwatched, "tape.watch"),
+]
+
+
+@pytest.mark.parametrize("task_id, answer, words", [("05.1", *case) for case in WRONG_05_1]
+                         + [("05.2", *case) for case in WRONG_05_2] + [("05.3", *case) for case in WRONG_05_3])
+def test_wrong_answers_get_a_specific_hint(task_id, answer, words):
+    result = outcome(task_id, answer)
+    assert not result.passed and result.points == 0 and not result.check_error, result.message
+    assert words in result.message, result.message
+
+
+@pytest.mark.parametrize("task_id", ["05.1", "05.2", "05.3"])
+def test_unsolved_task_says_to_replace_the_stub(task_id):
+    def stub(*args):
+        raise NotImplementedError()
+    result = outcome(task_id, stub)
+    assert not result.passed and "NotImplementedError" in result.message
+
+
+@pytest.mark.parametrize("task_id", ["05.1", "05.2", "05.3"])
+def test_a_value_instead_of_the_function_gets_a_hint(task_id):
+    result = outcome(task_id, np.zeros(3))
+    assert not result.passed and not result.check_error and "itself" in result.message
+
+
+class Memorised:
+    """Answers each call from what the reference returned for the same array arguments in an
+    earlier check: a hard-coded answer. It knows every case of the first check run, none of the next."""
+
+    def __init__(self, reference):
+        self.reference, self.table, self.recording = reference, {}, True
+
+    def __call__(self, *args):
+        key = hashlib.sha256(b"".join(np.asarray(a).tobytes() for a in args)).hexdigest()
+        if self.recording:
+            self.table[key] = self.reference(*args)
+        return self.table.get(key, next(iter(self.table.values())))
+
+
+@pytest.mark.parametrize("task_id", ["05.1", "05.2"])
+def test_an_answer_hard_coded_from_one_check_fails_the_next(task_id):
+    memorised = Memorised(RIGHT[task_id])
+    assert outcome(task_id, memorised).passed, "while it still calls the reference"
+    memorised.recording = False
+    assert not outcome(task_id, memorised).passed  # new random cases
+
+
+def test_a_penalty_hard_coded_from_one_check_fails_the_next():
+    remembered = []
+
+    def memorised(model, images, masks):
+        if not remembered:
+            remembered.append(right_reasons_penalty(model, images, masks))
+        return remembered[0]
+
+    outcome("05.3", memorised)
+    assert not outcome("05.3", memorised).passed  # other networks, images and masks
+
+
+def test_multiple_choice_hint_is_the_same_whatever_is_wrong():
+    right = RIGHT["05.4"]
+    wrong = [right - {"a"}, right | {"b"}, set("abcdef"), {"c", "f"}, right ^ {"a", "f"}]
+    messages = {outcome("05.4", answer).message for answer in wrong}
+    assert len(messages) == 1 and not any(outcome("05.4", answer).passed for answer in wrong)
+    assert outcome("05.4", "a, d, e").passed  # a string of letters works too
+    assert "not options" in outcome("05.4", {"g"}).message
+    assert "choice_key(" not in (CHECKS_DIR / "lesson05.py").read_text()
+
+
+def test_an_always_equal_object_does_not_pass():
+    class AlwaysEqual:
+        def __eq__(self, other):
+            return True
+
+        def __call__(self, *args):
+            return self
+
+    for task_id in ("05.1", "05.2", "05.3"):
+        result = outcome(task_id, AlwaysEqual())
+        assert not result.passed and not result.check_error, result.message
+
+
+def test_the_task_table_loads_without_tensorflow():
+    code = ("import sys, coursekit.checks as c\n"
+            "print(sum(t.points for t in c.tasks('05')), 'tensorflow' in sys.modules, 'keras' in sys.modules)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.stdout.split() == ["10", "False", "False"], result.stderr
