@@ -36,11 +36,17 @@ def _close(a: np.ndarray, b: np.ndarray, tolerance: float = 1e-4) -> bool:
 
 # ----------------------------------------------------------------------------- 06.1
 
-def _identity_model(shape: tuple):
-    """A Keras model whose layer ``units`` outputs its input: top_activating ranks given activations."""
+_IDENTITY_MODELS: dict = {}
+
+
+def _identity_model(rank: int):
+    """A Keras model whose layer ``units`` outputs its input (any sizes of the given rank), built
+    once per rank: ``top_activating`` on it ranks given activations, with no retracing each check."""
     import keras
-    inputs = keras.Input(shape)
-    return keras.Model(inputs, keras.layers.Identity(name="units")(inputs))
+    if rank not in _IDENTITY_MODELS:
+        inputs = keras.Input((None,) * (rank - 1))
+        _IDENTITY_MODELS[rank] = keras.Model(inputs, keras.layers.Identity(name="units")(inputs))
+    return _IDENTITY_MODELS[rank]
 
 
 @contextlib.contextmanager
@@ -137,8 +143,8 @@ def _(top_images):
             activations[int(rng.integers(len(activations))), rows, columns, unit] = peak + rng.uniform(1, 2, size=3)
         alive = int(np.count_nonzero(activations[..., unit].reshape(len(activations), -1).max(axis=1)))
         k = int(rng.integers(4, max(5, min(10, alive, units))))
-        model = _identity_model(activations.shape[1:])
-        with _quiet_tensorflow():  # a new model at every check: TensorFlow warns of retracing
+        model = _identity_model(activations.ndim)
+        with _quiet_tensorflow():  # new shapes at every check: TensorFlow may warn of retracing
             strength = features.unit_activations(model, "units", activations)[:, unit].astype("float64")
             expected = features.top_activating(model, "units", activations, k=k)[unit]
         got = _numbers(call(top_images, activations.copy(), unit, k, what=what), what)
