@@ -60,7 +60,7 @@ def test_right_answers_pass_with_full_points(task_id):
 
 
 def test_other_right_answers_pass_too():
-    def top_by_sorting_pairs(activations, unit, k):  # a list of Python ints; ties: the higher index first
+    def top_by_sorting_pairs(activations, unit, k):  # a list of ints; the check's tied top pair: higher index first
         strength = unit_strength(activations, unit)
         pairs = sorted(((float(s), i) for i, s in enumerate(strength)), reverse=True)
         return [i for _, i in pairs[:k]]

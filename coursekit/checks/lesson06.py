@@ -107,6 +107,11 @@ def _top_images_hint(got: np.ndarray, activations: np.ndarray, unit: int, k: int
         return "right images, wrong order: the most active image comes first."
     if np.array_equal(np.sort(indices), np.sort(expected)):
         return "right images, wrong order: sort them from the most active down."
+    if not spatial:  # before 'least active': the row's top units may be images the unit ignores
+        row = activations[unit]
+        if indices.max() < units and np.allclose(row[indices], np.sort(row)[::-1][:k]):
+            return ("activations[unit] is the row of one image; a unit is a column: "
+                    "activations[:, unit] holds its value for every image.")
     if np.array_equal(indices, np.argsort(strength, kind="stable")[:k]) or \
             np.allclose(strength[indices], np.sort(strength)[:k]):
         return "you return the least active images: sort in decreasing order of activation."
@@ -117,11 +122,6 @@ def _top_images_hint(got: np.ndarray, activations: np.ndarray, unit: int, k: int
             if np.allclose(other_strength[indices], np.sort(other_strength)[::-1][:k]):
                 return (f"these are the top images of unit {other}, not of unit {unit}: use the unit "
                         "index as it is (units count from 0, the unit is the last axis).")
-    if not spatial:
-        row = activations[unit]
-        if indices.max() < units and np.allclose(row[indices], np.sort(row)[::-1][:k]):
-            return ("activations[unit] is the row of one image; a unit is a column: "
-                    "activations[:, unit] holds its value for every image.")
     return ("the k images with the largest activation of the unit, most active first: one number per "
             "image (a Dense unit's value; for a convolution unit, the maximum of its map), then sort.")
 
@@ -136,6 +136,8 @@ def _(top_images):
         activations = _random_activations(rng, spatial)
         units = activations.shape[-1]
         unit = int(rng.integers(1, units - 1))
+        if not spatial:  # the top image twice (data sets hold duplicates): a tie, in either order
+            activations[int(rng.integers(len(activations)))] = activations[activations[:, unit].argmax()]
         if spatial:  # one image matches the unit's pattern in three places, more strongly than any other
             h, w = activations.shape[1:3]
             rows, columns = np.unravel_index(rng.choice(h * w, size=3, replace=False), (h, w))
@@ -210,8 +212,8 @@ def _score_function(model, class_index: int, image_shape: tuple):
         batch = np.asarray(batch, dtype="float32")
         if batch.ndim != 4 or batch.shape[1:] != image_shape:
             raise ValueError(f"score takes a batch of images of shape (M, {', '.join(map(str, image_shape))}); "
-                             f"got shape {batch.shape}. Stack the copies (np.stack) or add a batch axis "
-                             "(image[None]).")
+                             f"got shape {batch.shape}. Stack the copies (np.stack) or add a batch axis: "
+                             "image[None]")
         return np.asarray(logits([batch], training=False), dtype="float64")[:, class_index]
     return score
 
