@@ -1,0 +1,258 @@
+"""The exercise checks of lesson 07: right answers pass, wrong or memorised ones get a hint."""
+import hashlib
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scipy.stats import rankdata, spearmanr
+
+from coursekit import checks
+from coursekit.checks import core
+
+CHECKS_DIR = Path(checks.__file__).parent
+pytestmark = pytest.mark.filterwarnings("ignore:An input array is constant")  # scipy on a constant map
+
+
+def outcome(task_id, value):
+    return core.evaluate(checks.find(task_id), value)
+
+
+# ----------------------------------------------------------------------------- reference answers
+
+def pearson(x, y):
+    x, y = np.ravel(x) - np.mean(x), np.ravel(y) - np.mean(y)
+    denominator = np.sqrt((x ** 2).sum() * (y ** 2).sum())
+    return float((x * y).sum() / denominator) if denominator > 0 else 0.0
+
+
+def spearman(map_a, map_b):
+    return pearson(rankdata(np.ravel(map_a)), rankdata(np.ravel(map_b)))
+
+
+def deleted_copies(image, heatmap, steps, baseline, order=None, counts=None):
+    height, width, channels = image.shape
+    n = height * width
+    order = np.argsort(-np.ravel(heatmap)) if order is None else order
+    counts = [(0, round(t * n / steps)) for t in range(steps + 1)] if counts is None else counts
+    replacement = np.broadcast_to(np.asarray(baseline, dtype=image.dtype), image.shape).reshape(n, channels)
+    copies = []
+    for start, stop in counts:
+        copy = image.reshape(n, channels).copy()
+        copy[order[start:stop]] = replacement[order[start:stop]]
+        copies.append(copy.reshape(image.shape))
+    return np.stack(copies)
+
+
+def deletion_scores(score, image, heatmap, steps, baseline=0.0):
+    return score(deleted_copies(image, heatmap, steps, baseline))
+
+
+def area_under_curve(scores):
+    scores = np.asarray(scores, dtype="float64")
+    return float((scores[1:] + scores[:-1]).sum() / (2 * (len(scores) - 1)))
+
+
+RIGHT = {"07.1": spearman, "07.2": deletion_scores, "07.3": area_under_curve, "07.4": {"a", "c", "f"}}
+
+
+@pytest.mark.parametrize("task_id", sorted(RIGHT))
+def test_right_answers_pass_with_full_points(task_id):
+    result = outcome(task_id, RIGHT[task_id])
+    assert result.passed, result.message
+    assert result.points == result.max_points == checks.find(task_id).points
+
+
+def test_scipy_spearmanr_with_a_guard_for_constant_maps_passes():
+    def with_scipy(map_a, map_b):
+        if np.ptp(map_a) == 0 or np.ptp(map_b) == 0:
+            return 0.0
+        return spearmanr(np.ravel(map_a), np.ravel(map_b)).statistic
+    assert outcome("07.1", with_scipy).passed
+
+
+def test_lesson_has_four_tasks_worth_ten_points():
+    tasks = checks.tasks("07")
+    assert [t.id for t in tasks] == ["07.1", "07.2", "07.3", "07.4"]
+    assert sum(t.points for t in tasks) == 10
+    assert len({t.answer for t in tasks}) == 4
+
+
+# ----------------------------------------------------------------------------- wrong answers: 07.1
+
+def ordinal_ranks(values):
+    return np.argsort(np.argsort(np.ravel(values), kind="stable"), kind="stable")
+
+
+def shortcut_formula(map_a, map_b):
+    n = np.size(map_a)
+    d = rankdata(np.ravel(map_a)) - rankdata(np.ravel(map_b))
+    return 1 - 6 * (d ** 2).sum() / (n * (n ** 2 - 1))
+
+
+WRONG_07_1 = [
+    (lambda a, b: pearson(a, b), "Pearson correlation of the values"),
+    (lambda a, b: np.corrcoef(rankdata(a), rankdata(b)), "2 x 2"),
+    (lambda a, b: spearman(np.abs(a), np.abs(b)), "absolute values"),
+    (lambda a, b: pearson(rankdata(a, axis=1), rankdata(b, axis=1)), "each row"),
+    (lambda a, b: pearson(np.argsort(np.argsort(a)), np.argsort(np.argsort(b))), "each row"),
+    (lambda a, b: pearson(ordinal_ranks(a), ordinal_ranks(b)), "share one rank"),
+    (shortcut_formula, "exact only when no two values"),
+    (lambda a, b: spearmanr(np.ravel(a), np.ravel(b)).statistic, "you return nan"),
+    (lambda a, b: pearson(rankdata(a), rankdata(-b)), "wrong sign"),
+    (lambda a, b: np.array([spearman(a, b)] * 2), "one number"),
+]
+
+
+# ----------------------------------------------------------------------------- wrong answers: 07.2
+
+def ascending(score, image, heatmap, steps, baseline=0.0):
+    return score(deleted_copies(image, heatmap, steps, baseline, order=np.argsort(np.ravel(heatmap))))
+
+
+def one_slice_at_a_time(score, image, heatmap, steps, baseline=0.0):
+    n = np.size(heatmap)
+    counts = [(0, 0)] + [(round((t - 1) * n / steps), round(t * n / steps)) for t in range(1, steps + 1)]
+    return score(deleted_copies(image, heatmap, steps, baseline, counts=counts))
+
+
+def t_pixels_at_step_t(score, image, heatmap, steps, baseline=0.0):
+    return score(deleted_copies(image, heatmap, steps, baseline, counts=[(0, t) for t in range(steps + 1)]))
+
+
+def ignores_baseline(score, image, heatmap, steps, baseline=0.0):
+    return deletion_scores(score, image, heatmap, steps, 0.0)
+
+
+def normalised(score, image, heatmap, steps, baseline=0.0):
+    curve = deletion_scores(score, image, heatmap, steps, baseline)
+    return curve / curve[0]
+
+
+def first_channel_only(score, image, heatmap, steps, baseline=0.0):
+    height, width, channels = image.shape
+    order = np.argsort(-np.ravel(heatmap))
+    rows, cols = np.unravel_index(order, (height, width))
+    replacement = np.broadcast_to(np.asarray(baseline, dtype=image.dtype), image.shape)
+    copies = []
+    for t in range(steps + 1):
+        copy = image.copy()
+        k = round(t * height * width / steps)
+        copy[rows[:k], cols[:k], 0] = replacement[rows[:k], cols[:k], 0]
+        copies.append(copy)
+    return score(np.stack(copies))
+
+
+def in_place(score, image, heatmap, steps, baseline=0.0):
+    height, width, channels = image.shape
+    n = height * width
+    flat = image.reshape(n, channels)  # a view: deleting here deletes in the caller's image
+    order = np.argsort(-np.ravel(heatmap))
+    replacement = np.broadcast_to(np.asarray(baseline, dtype=image.dtype), image.shape).reshape(n, channels)
+    scores = []
+    for t in range(steps + 1):
+        chosen = order[:round(t * n / steps)]
+        flat[chosen] = replacement[chosen]
+        scores.append(score(image[None])[0])
+    return np.array(scores)
+
+
+def without_the_untouched_image(score, image, heatmap, steps, baseline=0.0):
+    return deletion_scores(score, image, heatmap, steps, baseline)[1:]
+
+
+def one_image_without_batch(score, image, heatmap, steps, baseline=0.0):
+    return np.array([score(copy) for copy in deleted_copies(image, heatmap, steps, baseline)])
+
+
+WRONG_07_2 = [
+    (ascending, "least important pixels first"),
+    (one_slice_at_a_time, "Deletion accumulates"),
+    (t_pixels_at_step_t, "you delete t pixels"),
+    (ignores_baseline, "value of `baseline`"),
+    (normalised, "without dividing"),
+    (first_channel_only, "only one channel"),
+    (in_place, "changes the image it is given"),
+    (without_the_untouched_image, "Return steps + 1"),
+    (one_image_without_batch, "pass image[None]"),
+]
+
+
+# ----------------------------------------------------------------------------- wrong answers: 07.3
+
+WRONG_07_3 = [
+    (lambda y: np.mean(y), "end points count half"),
+    (lambda y: np.sum(y[:-1]) / (len(y) - 1), "rectangles"),
+    (lambda y: np.trapezoid(y), "times too large"),
+    (lambda y: np.trapezoid(y) / len(y), "divide by the number of intervals"),
+    (lambda y: np.full(2, area_under_curve(y)), "one number"),
+]
+
+WRONG = ([("07.1", *case) for case in WRONG_07_1] + [("07.2", *case) for case in WRONG_07_2]
+         + [("07.3", *case) for case in WRONG_07_3])
+
+
+@pytest.mark.parametrize("task_id, answer, words", WRONG)
+def test_wrong_answers_get_a_specific_hint(task_id, answer, words):
+    result = outcome(task_id, answer)
+    assert not result.passed and result.points == 0 and not result.check_error, result.message
+    assert words in result.message, result.message
+
+
+@pytest.mark.parametrize("task_id", ["07.1", "07.2", "07.3"])
+def test_unsolved_task_says_to_replace_the_stub(task_id):
+    def stub(*args):
+        raise NotImplementedError()
+    result = outcome(task_id, stub)
+    assert not result.passed and "NotImplementedError" in result.message
+
+
+@pytest.mark.parametrize("task_id", ["07.1", "07.2", "07.3"])
+def test_a_value_instead_of_the_function_gets_a_hint(task_id):
+    result = outcome(task_id, 0.5)
+    assert not result.passed and not result.check_error and "itself" in result.message
+
+
+class Memorised:
+    """Answers each call from what the reference returned for the same array arguments in an
+    earlier check: a hard-coded answer. It knows every case of the first check run, none of the next."""
+
+    def __init__(self, reference):
+        self.reference, self.table, self.recording = reference, {}, True
+
+    def __call__(self, *args):
+        arrays = [a for a in args if not callable(a)]
+        key = hashlib.sha256(b"".join(np.asarray(a).tobytes() for a in arrays)).hexdigest()
+        if self.recording:
+            self.table[key] = self.reference(*args)
+        return self.table.get(key, next(iter(self.table.values())))
+
+
+@pytest.mark.parametrize("task_id", ["07.1", "07.2", "07.3"])
+def test_an_answer_hard_coded_from_one_check_fails_the_next(task_id):
+    memorised = Memorised(RIGHT[task_id])
+    assert outcome(task_id, memorised).passed, "while it still calls the reference"
+    memorised.recording = False
+    assert not outcome(task_id, memorised).passed  # new random cases
+
+
+def test_multiple_choice_hint_is_the_same_whatever_is_wrong():
+    right = RIGHT["07.4"]
+    wrong = [right - {"a"}, right | {"b"}, set("abcdef"), {"a"} ^ right, {"d", "e"}]
+    messages = {outcome("07.4", answer).message for answer in wrong}
+    assert len(messages) == 1 and not any(outcome("07.4", answer).passed for answer in wrong)
+    assert outcome("07.4", "a, c, f").passed  # a string of letters works too
+    assert "not options" in outcome("07.4", {"z"}).message
+
+
+def test_multiple_choice_key_is_not_the_answer_in_plain_text():
+    source = (CHECKS_DIR / "lesson07.py").read_text()
+    assert "choice_key(" not in source.split("choice_task(")[-1]
+
+
+def test_the_task_table_loads_without_tensorflow():
+    code = ("import sys, coursekit.checks as c\n"
+            "print(sum(t.points for t in c.tasks('07')), 'tensorflow' in sys.modules, 'keras' in sys.modules)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.stdout.split() == ["10", "False", "False"], result.stderr
