@@ -126,6 +126,33 @@ def require_callable(value: Any, name: str) -> None:
                    f"got an object of type {type(value).__name__}.")
 
 
+def fresh_rng():
+    """An unseeded numpy Generator: new inputs at every check, so a hard-coded answer fails."""
+    import numpy as np
+    return np.random.default_rng()
+
+
+def as_numbers(value: Any, what: str, expected: str = "a tensor or an array"):
+    """``value`` as a float64 numpy array, or a :class:`Hint` saying what came back instead."""
+    import numpy as np
+    if value is None:
+        raise Hint(f"{what} returned None: does it end with a `return`?")
+    try:
+        return np.asarray(value, dtype="float64")
+    except (TypeError, ValueError):
+        raise Hint(f"{what} should return numbers ({expected}); it returned a "
+                   f"{type(value).__name__}.") from None
+
+
+def close(got, expected, tolerance: float = 1e-4, floor: float = 1e-12) -> bool:
+    """Same shape, and every entry within ``tolerance`` times the largest ``|expected|`` (at least
+    ``floor``): equality up to float32 rounding, whatever the scale of the numbers."""
+    import numpy as np
+    got, expected = np.asarray(got, dtype="float64"), np.asarray(expected, dtype="float64")
+    scale = max(float(np.abs(expected).max()) if expected.size else 0.0, floor)
+    return got.shape == expected.shape and bool(np.all(np.abs(got - expected) <= tolerance * scale))
+
+
 def as_int_tuple(value: Any, length: int, what: str) -> tuple[int, ...]:
     """``value`` as a tuple of ``length`` Python ints (numpy integers and integral floats accepted)."""
     import numbers

@@ -9,11 +9,7 @@ import warnings
 
 import numpy as np
 
-from .core import Hint, as_int_tuple, call, choice_task, require_callable, task
-
-
-def _rng() -> np.random.Generator:
-    return np.random.default_rng()  # unseeded on purpose: new inputs at every check
+from .core import Hint, as_int_tuple, call, choice_task, fresh_rng, require_callable, task
 
 
 # ----------------------------------------------------------------------------- 01.1
@@ -59,7 +55,7 @@ def _(activation_submodel):
     if isinstance(activation_submodel, keras.Model):
         raise Hint("check needs the function itself (`activation_submodel`), not a model it returned.")
     require_callable(activation_submodel, "activation_submodel")
-    rng = _rng()
+    rng = fresh_rng()
     model, images = _random_cnn(rng)
     names = [layer.name for layer in model.layers[1:]]
     for chosen in ([names[0]], list(rng.choice(names, size=3, replace=False))):
@@ -145,7 +141,7 @@ def _field_hint(part: str, stack) -> str:
 @task("01.2", points=3, answer="receptive_field", title="Receptive field with strides, dilation, padding")
 def _(receptive_field):
     require_callable(receptive_field, "receptive_field")
-    rng = _rng()
+    rng = fresh_rng()
     for kind in ("plain", "strided", "dilated", "padded", "mixed", "mixed"):
         stack = _random_stack(rng, kind)
         got = as_int_tuple(call(receptive_field, list(stack), what="receptive_field(stack)"), 3,
@@ -163,7 +159,7 @@ def _(receptive_field):
 def _(tile_position):
     from .. import features
     require_callable(tile_position, "tile_position")
-    rng = _rng()
+    rng = fresh_rng()
     cases = [(0, 4), (2, 4), (int(rng.integers(4, 8)), 4)]  # first tile, first row, second row
     cases += [(int(rng.integers(0, 40)), int(rng.integers(3, 9))) for _ in range(4)]
     for number, (channel, per_row) in enumerate(cases):

@@ -10,23 +10,7 @@ import warnings
 
 import numpy as np
 
-from .core import Hint, call, choice_task, require_callable, task
-
-
-def _rng() -> np.random.Generator:
-    return np.random.default_rng()  # unseeded on purpose: new inputs at every check
-
-
-def _numbers(value, what: str) -> np.ndarray:
-    """``value`` (a tensor or array) as a float64 numpy array, or a Hint saying what came back."""
-    if value is None:
-        raise Hint(f"{what} returned None: does it end with a `return`?")
-    try:
-        array = np.asarray(value, dtype="float64")
-    except (TypeError, ValueError):
-        raise Hint(f"{what} should return numbers (a tensor or an array); it returned a "
-                   f"{type(value).__name__}.") from None
-    return array
+from .core import Hint, as_numbers, call, choice_task, fresh_rng, require_callable, task
 
 
 # ----------------------------------------------------------------------------- 02.1
@@ -76,7 +60,7 @@ def _(filter_objective):
 
     from .. import filters
     require_callable(filter_objective, "filter_objective")
-    rng = _rng()
+    rng = fresh_rng()
     sides = [(int(rng.integers(9, 17)), int(rng.integers(9, 17))),   # border 2
              (int(rng.integers(5, 9)), int(rng.integers(9, 15))),    # 1 row, 2 columns
              (int(rng.integers(3, 5)), int(rng.integers(5, 9)))]     # 0 rows, 1 column
@@ -90,7 +74,7 @@ def _(filter_objective):
         with tf.GradientTape() as tape:
             tape.watch(maps)
             value = call(filter_objective, maps, filter_index, what="filter_objective(feature_maps, filter_index)")
-        got = _numbers(value, "filter_objective(feature_maps, filter_index)")
+        got = as_numbers(value, "filter_objective(feature_maps, filter_index)")
         expected = _inner_mean(maps.numpy().astype("float64"), filter_index, rows, cols)
         if got.shape != expected.shape:
             if got.size == 1 and count > 1:
@@ -127,7 +111,7 @@ def _random_conv_net(rng: np.random.Generator):
 
 
 def _moved(call_result, images: np.ndarray, what: str) -> np.ndarray:
-    got = _numbers(call_result, what)
+    got = as_numbers(call_result, what)
     if got.shape != images.shape:
         raise Hint(f"for images of shape {images.shape} your function returns shape {got.shape}; "
                    "it should return the moved images, of the same shape.")
@@ -162,7 +146,7 @@ def _(ascent_step):
 
     from .. import filters
     require_callable(ascent_step, "ascent_step")
-    rng = _rng()
+    rng = fresh_rng()
     what = "ascent_step(images, objective, lr)"
 
     # 1. A linear objective: its gradient is known, and the images' gradients differ in size.
@@ -242,7 +226,7 @@ def _extractor(model, layer: str):
 def _(to_display):
     from .. import filters
     require_callable(to_display, "to_display")
-    rng = _rng()
+    rng = fresh_rng()
     h, w = (int(v) for v in rng.integers(6, 20, size=2))
     channels = int(rng.choice([1, 3]))
     cases = {

@@ -9,21 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .core import Hint, call, choice_task, require_callable, task
-
-
-def _rng() -> np.random.Generator:
-    return np.random.default_rng()  # unseeded on purpose: new inputs at every check
-
-
-def _numbers(value, what: str) -> np.ndarray:
-    if value is None:
-        raise Hint(f"{what} returned None: does it end with a `return`?")
-    try:
-        return np.asarray(value, dtype="float64")
-    except (TypeError, ValueError):
-        raise Hint(f"{what} should return numbers (a tensor or an array); it returned a "
-                   f"{type(value).__name__}.") from None
+from .core import Hint, as_numbers, call, choice_task, close, fresh_rng, require_callable, task
 
 
 def _random_classifier(rng: np.random.Generator):
@@ -43,12 +29,6 @@ def _random_classifier(rng: np.random.Generator):
     return model, images
 
 
-def _close(a: np.ndarray, b: np.ndarray, tolerance: float = 1e-3) -> bool:
-    """Equal up to float32 rounding, relative to the size of ``b``."""
-    scale = max(float(np.abs(b).max()), 1e-12)
-    return a.shape == b.shape and bool(np.all(np.abs(a - b) <= tolerance * scale))
-
-
 def _per_map_max(maps: np.ndarray) -> np.ndarray:
     peak = maps.reshape(len(maps), -1).max(axis=1).reshape(-1, 1, 1)
     return maps / np.where(peak > 0, peak, 1)
@@ -58,15 +38,15 @@ def _per_map_max(maps: np.ndarray) -> np.ndarray:
 
 def _saliency_hint(got: np.ndarray, gradients: np.ndarray, top_gradients: np.ndarray) -> str:
     expected = np.abs(gradients).max(axis=-1)
-    if _close(_per_map_max(got), _per_map_max(expected)):
+    if close(_per_map_max(got), _per_map_max(expected), 1e-3):
         return ("your maps have the right shape but are scaled: return the raw gradient "
                 "magnitudes, not maps divided by their maximum.")
-    if _close(got, gradients.max(axis=-1)):
+    if close(got, gradients.max(axis=-1), 1e-3):
         return ("negative gradients count too: a pixel whose brightening lowers the score a lot "
                 "matters as much as one whose brightening raises it.")
-    if _close(got, np.abs(gradients).mean(axis=-1)) or _close(got, np.abs(gradients).sum(axis=-1)):
+    if close(got, np.abs(gradients).mean(axis=-1), 1e-3) or close(got, np.abs(gradients).sum(axis=-1), 1e-3):
         return "combine the colour channels of a pixel by their largest magnitude, not their mean or sum."
-    if _close(got, np.abs(top_gradients).max(axis=-1)):
+    if close(got, np.abs(top_gradients).max(axis=-1), 1e-3):
         return ("these are the maps of each image's top class; explain the class class_index for "
                 "every image.")
     return ("each map should be the largest |gradient| over the colour channels of the score "
@@ -78,14 +58,14 @@ def _saliency_hint(got: np.ndarray, gradients: np.ndarray, top_gradients: np.nda
 def _(saliency_map):
     from .. import saliency
     require_callable(saliency_map, "saliency_map")
-    rng = _rng()
+    rng = fresh_rng()
     model, images = _random_classifier(rng)
     logits_model = saliency.pre_softmax_model(model)
     classes = int(model.outputs[0].shape[-1])
     for class_index in rng.choice(classes, size=2, replace=False):
         class_index = int(class_index)
         what = "saliency_map(scores_model, images, class_index)"
-        got = _numbers(call(saliency_map, logits_model, images.copy(), class_index, what=what), what)
+        got = as_numbers(call(saliency_map, logits_model, images.copy(), class_index, what=what), what)
         expected = saliency.vanilla_saliency(model, images, class_index=class_index, normalize=False)
         if got.shape != expected.shape:
             detail = {4: " one value per pixel: combine the colour channels.",
@@ -94,7 +74,7 @@ def _(saliency_map):
                        f"they should have shape {expected.shape}:{detail}")
         if not np.all(np.isfinite(got)):
             raise Hint("your maps contain NaN or infinite values.")
-        if not _close(got, expected):
+        if not close(got, expected, 1e-3):
             gradients = saliency.input_gradients(model, images, class_index=class_index)
             top = saliency.input_gradients(model, images)
             raise Hint(_saliency_hint(got, gradients, top))
@@ -106,7 +86,7 @@ def _(saliency_map):
 def _(smoothgrad_map):
     from .. import saliency
     require_callable(smoothgrad_map, "smoothgrad_map")
-    rng = _rng()
+    rng = fresh_rng()
     model, images = _random_classifier(rng)
     class_index = int(rng.integers(0, model.outputs[0].shape[-1]))
     samples = int(rng.integers(3, 6))
@@ -120,7 +100,7 @@ def _(smoothgrad_map):
         return saliency.input_gradients(model, batch, class_index=class_index)
 
     what = "smoothgrad_map(gradients_of, images, noises)"
-    got = _numbers(call(smoothgrad_map, gradients_of, images.copy(), noises.copy(), what=what), what)
+    got = as_numbers(call(smoothgrad_map, gradients_of, images.copy(), noises.copy(), what=what), what)
     noisy = (images[None] + noises).reshape(-1, *images.shape[1:])
     per_sample = saliency.input_gradients(model, noisy, class_index=class_index).reshape(samples, *images.shape)
     expected = np.abs(per_sample).mean(axis=0).max(axis=-1)
@@ -128,19 +108,19 @@ def _(smoothgrad_map):
         raise Hint(f"for {samples} noise samples of a batch of shape {images.shape} your maps have "
                    f"shape {got.shape}; they should have shape {expected.shape}: one map per image, "
                    "averaged over the samples, one value per pixel.")
-    if _close(got, expected):
+    if close(got, expected, 1e-3):
         return
     if not seen:
         raise Hint("your function never calls gradients_of: the gradients must come from it.")
     vanilla = np.abs(gradients_of(images)).max(axis=-1)
-    if _close(got, vanilla):
+    if close(got, vanilla, 1e-3):
         raise Hint("your maps are those of the clean images: add each noise sample to the images "
                    "before taking the gradients.")
-    if _close(got, np.abs(per_sample).max(axis=-1).mean(axis=0)):
+    if close(got, np.abs(per_sample).max(axis=-1).mean(axis=0), 1e-3):
         raise Hint("close, but the order matters: average the magnitudes over the samples first, "
                    "then take the largest over the colour channels (as coursekit.saliency.smoothgrad "
                    "does), not the other way round.")
-    if _close(got, np.abs(per_sample.mean(axis=0)).max(axis=-1)):
+    if close(got, np.abs(per_sample.mean(axis=0)).max(axis=-1), 1e-3):
         raise Hint("you average the signed gradients, so signs that flip from one noisy copy to the "
                    "next cancel out; this course's SmoothGrad averages their magnitudes |gradient|.")
     raise Hint(f"for each image, average |gradients_of(images + noises[s])| over the {samples} samples "
@@ -152,16 +132,16 @@ def _(smoothgrad_map):
 def _probability_hint(got, gradients, probabilities, c) -> str:
     g_c, p_c = gradients[c], probabilities[c]
     weighted = np.tensordot(probabilities, gradients, axes=1)
-    if _close(got, g_c):
+    if close(got, g_c, 1e-3):
         return ("that is the gradient of the logit z_c; the probability p_c also moves when any "
                 "other class's logit moves.")
-    if _close(got, -p_c * (g_c - weighted)):
+    if close(got, -p_c * (g_c - weighted), 1e-3):
         return "the sign is flipped: raising z_c raises p_c."
-    if _close(got, p_c * g_c):
+    if close(got, p_c * g_c, 1e-3):
         return "the term of the other classes is missing: the softmax ties every class to every other."
-    if _close(got, g_c - weighted):
+    if close(got, g_c - weighted, 1e-3):
         return "the factor p_c in front is missing."
-    if _close(got, p_c * (g_c - gradients.mean(axis=0))):
+    if close(got, p_c * (g_c - gradients.mean(axis=0)), 1e-3):
         return "weight each class's gradient by its probability p_j, not equally."
     return ("follow the formula in the task: p_c times (the gradient of z_c minus the sum over "
             "classes j of p_j times the gradient of z_j).")
@@ -173,7 +153,7 @@ def _(probability_gradient):
 
     from .. import saliency
     require_callable(probability_gradient, "probability_gradient")
-    rng = _rng()
+    rng = fresh_rng()
     what = "probability_gradient(logit_gradients, probabilities, class_index)"
 
     # a random classifier: the reference is TensorFlow's own gradient of the softmax output
@@ -204,12 +184,12 @@ def _(probability_gradient):
         cases.append((gradients, probabilities, c, expected, "made-up gradients of a confident model"))
 
     for gradients, probabilities, c, expected, label in cases:
-        got = _numbers(call(probability_gradient, gradients.copy(), probabilities.copy(), c, what=what), what)
+        got = as_numbers(call(probability_gradient, gradients.copy(), probabilities.copy(), c, what=what), what)
         if got.shape != expected.shape:
             raise Hint(f"for logit gradients of shape {gradients.shape} (one per class) you return shape "
                        f"{got.shape}; the gradient of one probability has the shape of one image, "
                        f"{expected.shape}.")
-        if not _close(got, expected, tolerance=2e-3):
+        if not close(got, expected, tolerance=2e-3):
             raise Hint(f"with {label}, class_index={c}: "
                        + _probability_hint(got, gradients.astype("float64"), probabilities, c))
 

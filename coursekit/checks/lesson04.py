@@ -8,26 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .core import Hint, call, choice_task, require_callable, task
-
-
-def _rng() -> np.random.Generator:
-    return np.random.default_rng()  # unseeded on purpose: new inputs at every check
-
-
-def _numbers(value, what: str) -> np.ndarray:
-    if value is None:
-        raise Hint(f"{what} returned None: does it end with a `return`?")
-    try:
-        return np.asarray(value, dtype="float64")
-    except (TypeError, ValueError):
-        raise Hint(f"{what} should return numbers (a tensor or an array); it returned a "
-                   f"{type(value).__name__}.") from None
-
-
-def _close(a: np.ndarray, b: np.ndarray, tolerance: float = 1e-4) -> bool:
-    scale = max(float(np.abs(b).max()), 1e-12)
-    return a.shape == b.shape and bool(np.all(np.abs(a - b) <= tolerance * scale))
+from .core import Hint, as_numbers, call, choice_task, close, fresh_rng, require_callable, task
 
 
 # ----------------------------------------------------------------------------- 04.1
@@ -35,14 +16,14 @@ def _close(a: np.ndarray, b: np.ndarray, tolerance: float = 1e-4) -> bool:
 @task("04.1", points=2, answer="channel_weights", title="Grad-CAM channel weights")
 def _(channel_weights):
     require_callable(channel_weights, "channel_weights")
-    rng = _rng()
+    rng = fresh_rng()
     what = "channel_weights(gradients)"
     for count in (1, int(rng.integers(2, 5))):
         h, w, k = int(rng.integers(2, 8)), int(rng.integers(2, 8)), int(rng.integers(3, 12))
         while k in (h, w):
             k += 1
         gradients = (rng.normal(size=(count, h, w, k)) + rng.normal(size=(count, 1, 1, k))).astype("float32")
-        got = _numbers(call(channel_weights, gradients.copy(), what=what), what)
+        got = as_numbers(call(channel_weights, gradients.copy(), what=what), what)
         expected = gradients.astype("float64").mean(axis=(1, 2))
         if got.shape != expected.shape:
             if got.shape == (k,):
@@ -54,12 +35,12 @@ def _(channel_weights):
                            "so that each channel keeps a weight.")
             raise Hint(f"for gradients of shape {gradients.shape} (N, h, w, K) you return shape "
                        f"{got.shape}; one weight per image and channel is shape ({count}, {k}).")
-        if _close(got, expected):
+        if close(got, expected):
             continue
-        if _close(got, expected * h * w):
+        if close(got, expected * h * w):
             raise Hint(f"you add the gradients up; Grad-CAM averages them over the {h}x{w} positions "
                        "(your weights are h*w times too large).")
-        if _close(got, np.abs(gradients).mean(axis=(1, 2))):
+        if close(got, np.abs(gradients).mean(axis=(1, 2))):
             raise Hint("keep the sign of the gradients: a channel whose rise lowers the score gets a "
                        "negative weight.")
         raise Hint("the weight of channel k of an image is the average of the gradient of channel k "
@@ -83,17 +64,17 @@ def _map_hint(got: np.ndarray, feature_maps: np.ndarray, weights: np.ndarray) ->
         return ("your maps have negative values: Grad-CAM keeps only the evidence for the class "
                 "(a ReLU after the weighted sum).")
     positive = np.maximum(summed, 0)
-    if _close(got, positive):
+    if close(got, positive):
         return "divide each map by its own maximum, so that its values lie in [0, 1]."
-    if len(got) > 1 and _close(got, positive / positive.max()):
+    if len(got) > 1 and close(got, positive / positive.max()):
         return "you divide by the largest value of the whole batch; divide each map by its own maximum."
     spread = positive.reshape(len(positive), -1)
     low = spread.min(axis=1).reshape(-1, 1, 1)
     high = spread.max(axis=1).reshape(-1, 1, 1)
-    if _close(got, (positive - low) / np.where(high > low, high - low, 1)):
+    if close(got, (positive - low) / np.where(high > low, high - low, 1)):
         return "divide by the maximum only; do not subtract the minimum first."
     relu_weights = _reference_map(feature_maps, np.maximum(weights, 0))
-    if _close(got, relu_weights):
+    if close(got, relu_weights):
         return ("apply the ReLU to the weighted sum, not to the weights: a channel with a negative "
                 "weight takes evidence away where it is active.")
     return ("each map should be ReLU(sum over channels k of weights[k] * feature_maps[..., k]), "
@@ -123,7 +104,7 @@ def _(grad_cam_map):
 
     from .. import cam, saliency
     require_callable(grad_cam_map, "grad_cam_map")
-    rng = _rng()
+    rng = fresh_rng()
     what = "grad_cam_map(feature_maps, weights)"
 
     # made-up maps: one image with no positive evidence at all, two or three with some
@@ -150,15 +131,15 @@ def _(grad_cam_map):
     cases.append((maps.numpy(), pooled, "a random network's last convolution"))
 
     for feature_maps, weights, label in cases:
-        got = _numbers(call(grad_cam_map, feature_maps.copy(), weights.copy(), what=what), what)
+        got = as_numbers(call(grad_cam_map, feature_maps.copy(), weights.copy(), what=what), what)
         expected = _reference_map(feature_maps.astype("float64"), weights.astype("float64"))
         if got.shape != expected.shape:
             raise Hint(f"for feature maps of shape {feature_maps.shape} and weights of shape "
                        f"{weights.shape} you return shape {got.shape}; one map per image at the "
                        f"layer's resolution is shape {expected.shape}.")
-        if not _close(got, expected, tolerance=1e-3):
+        if not close(got, expected, tolerance=1e-3):
             raise Hint(f"with {label}: " + _map_hint(got, feature_maps.astype("float64"), weights.astype("float64")))
-    if not _close(got, reference, tolerance=1e-3):
+    if not close(got, reference, tolerance=1e-3):
         raise Hint("your maps differ from coursekit.cam.grad_cam(..., upsample=False) for a random "
                    "network. Try both on a small example.")
 
@@ -210,7 +191,7 @@ def _(gradcam_layer):
 
     from .. import models
     require_callable(gradcam_layer, "gradcam_layer")
-    rng = _rng()
+    rng = fresh_rng()
     heads = ["pool_flatten", "mobilenet", "norm_relu_gap", "relu_gap"]
     rng.shuffle(heads)
     for head in heads:

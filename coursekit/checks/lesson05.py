@@ -9,27 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .core import Hint, call, choice_task, require_callable, task
-
-
-def _rng() -> np.random.Generator:
-    return np.random.default_rng()  # unseeded on purpose: new inputs at every check
-
-
-def _numbers(value, what: str) -> np.ndarray:
-    if value is None:
-        raise Hint(f"{what} returned None: does it end with a `return`?")
-    try:
-        return np.asarray(value, dtype="float64")
-    except (TypeError, ValueError):
-        raise Hint(f"{what} should return numbers (a tensor or an array); it returned a "
-                   f"{type(value).__name__}.") from None
-
-
-def _close(a: np.ndarray, b: np.ndarray, tolerance: float = 1e-4) -> bool:
-    """Equal up to float32 rounding, relative to the size of ``b``."""
-    scale = max(float(np.abs(b).max()), 1e-12)
-    return a.shape == b.shape and bool(np.all(np.abs(a - b) <= tolerance * scale))
+from .core import Hint, as_numbers, call, choice_task, close, fresh_rng, require_callable, task
 
 
 # ----------------------------------------------------------------------------- 05.1
@@ -107,7 +87,7 @@ def _patch_hint(got: np.ndarray, images: np.ndarray, digits: np.ndarray, corners
 @task("05.1", points=3, answer="add_patches", title="Painting the decoy patches")
 def _(add_patches):
     require_callable(add_patches, "add_patches")
-    rng = _rng()
+    rng = fresh_rng()
     what = "add_patches(images, digits, corners)"
     images, digits, corners, expected, masks = _decoy_case(rng)
     given = images.copy()
@@ -153,7 +133,7 @@ def _share_hint(got: np.ndarray, maps: np.ndarray, masks: np.ndarray, expected: 
              "divide by the map's total mass (its sum), not by its maximum."),
         ]
     for candidate, hint in candidates:
-        if _close(got, np.nan_to_num(candidate), 1e-6):
+        if close(got, np.nan_to_num(candidate), 1e-6):
             return hint
     if got.min() < -1e-9 or got.max() > 1 + 1e-9:
         return "a share lies in [0, 1]; some of yours do not."
@@ -165,7 +145,7 @@ def _share_hint(got: np.ndarray, maps: np.ndarray, masks: np.ndarray, expected: 
 def _(share_in_mask):
     from .. import metrics
     require_callable(share_in_mask, "share_in_mask")
-    rng = _rng()
+    rng = fresh_rng()
     what = "share_in_mask(maps, masks)"
     count, height, width = int(rng.integers(4, 7)), int(rng.integers(8, 16)), int(rng.integers(16, 24))
     maps = rng.exponential(size=(count, height, width)) ** 2
@@ -180,13 +160,13 @@ def _(share_in_mask):
     maps *= rng.uniform(0.01, 100, size=(count, 1, 1))
     expected = metrics.mass_in_mask(maps, masks)
 
-    got = _numbers(call(share_in_mask, maps.copy(), masks.copy(), what=what), what)
+    got = as_numbers(call(share_in_mask, maps.copy(), masks.copy(), what=what), what)
     if got.shape != expected.shape:
         if got.size == 1:
             raise Hint(f"you return one number for {count} maps; return one share per map, shape ({count},).")
         raise Hint(f"for {count} maps of shape ({height}, {width}) you return shape {got.shape}; "
                    f"one share per map is shape ({count},).")
-    if not _close(got, expected, 1e-6):
+    if not close(got, expected, 1e-6):
         raise Hint(_share_hint(got, maps, masks, expected))
 
 
@@ -256,7 +236,7 @@ def _penalty_hint(got: np.ndarray, model, images, masks, gradients: np.ndarray) 
          "you average over the masked pixels; add the squares up instead."),
     ]
     for candidate, hint in candidates:
-        if _close(got, candidate, 1e-3):
+        if close(got, candidate, 1e-3):
             return hint
     for objective, hint in (
             ("top log p", "you differentiate the log-probability of the top class only; the penalty "
@@ -268,7 +248,7 @@ def _penalty_hint(got: np.ndarray, model, images, masks, gradients: np.ndarray) 
             ("top logit", "you differentiate the top class's logit; the penalty uses the sum of the "
                           "log-probabilities of all classes, Σ_k log p_k.")):
         other = _input_gradients(model, images, objective)
-        if _close(got, ((other * masks) ** 2).sum(axis=(1, 2)), 1e-3):
+        if close(got, ((other * masks) ** 2).sum(axis=(1, 2)), 1e-3):
             return hint
     if np.allclose(got, 0, atol=1e-12):
         return ("your penalties are all 0. If you differentiate the sum of the probabilities, "
@@ -282,7 +262,7 @@ def _penalty_hint(got: np.ndarray, model, images, masks, gradients: np.ndarray) 
 def _(right_reasons_penalty):
     from .. import shortcuts
     require_callable(right_reasons_penalty, "right_reasons_penalty")
-    rng = _rng()
+    rng = fresh_rng()
     what = "right_reasons_penalty(model, images, masks)"
     for separate_softmax in rng.permutation([False, True]):
         model, images, masks = _random_digit_net(rng, bool(separate_softmax))
@@ -298,7 +278,7 @@ def _(right_reasons_penalty):
                            "turn them into a tensor (tf.convert_to_tensor) and call tape.watch on "
                            "it inside the `with` block, before the model's forward pass.") from None
             raise
-        got = _numbers(value, what)
+        got = as_numbers(value, what)
         if got.shape != expected.shape:
             if got.size == 1:
                 raise Hint(f"you return one number for {count} images; return one penalty per image, "
@@ -311,7 +291,7 @@ def _(right_reasons_penalty):
         if not np.all(np.isfinite(got)):
             raise Hint("some penalties are NaN or infinite: did a probability become 0 before its "
                        "log? Use tf.nn.log_softmax on the logits of models.pre_softmax(model).")
-        if not _close(got, expected, 1e-3):
+        if not close(got, expected, 1e-3):
             raise Hint(_penalty_hint(got, model, images, masks, gradients))
 
 

@@ -12,26 +12,7 @@ import logging
 
 import numpy as np
 
-from .core import Hint, call, choice_task, require_callable, task
-
-
-def _rng() -> np.random.Generator:
-    return np.random.default_rng()  # unseeded on purpose: new inputs at every check
-
-
-def _numbers(value, what: str) -> np.ndarray:
-    if value is None:
-        raise Hint(f"{what} returned None: does it end with a `return`?")
-    try:
-        return np.asarray(value, dtype="float64")
-    except (TypeError, ValueError):
-        raise Hint(f"{what} should return numbers (an array); it returned a "
-                   f"{type(value).__name__}.") from None
-
-
-def _close(a: np.ndarray, b: np.ndarray, tolerance: float = 1e-4) -> bool:
-    scale = max(float(np.abs(b).max()), 1e-12)
-    return a.shape == b.shape and bool(np.all(np.abs(a - b) <= tolerance * scale))
+from .core import Hint, as_numbers, call, choice_task, close, fresh_rng, require_callable, task
 
 
 # ----------------------------------------------------------------------------- 06.1
@@ -130,7 +111,7 @@ def _top_images_hint(got: np.ndarray, activations: np.ndarray, unit: int, k: int
 def _(top_images):
     from .. import features
     require_callable(top_images, "top_images")
-    rng = _rng()
+    rng = fresh_rng()
     what = "top_images(activations, unit, k)"
     for spatial in (False, True):
         activations = _random_activations(rng, spatial)
@@ -149,7 +130,7 @@ def _(top_images):
         with _quiet_tensorflow():  # new shapes at every check: TensorFlow may warn of retracing
             strength = features.unit_activations(model, "units", activations)[:, unit].astype("float64")
             expected = features.top_activating(model, "units", activations, k=k)[unit]
-        got = _numbers(call(top_images, activations.copy(), unit, k, what=what), what)
+        got = as_numbers(call(top_images, activations.copy(), unit, k, what=what), what, "an array")
         kind = f"a convolution layer's activations {activations.shape}" if spatial else \
             f"a Dense layer's activations {activations.shape}"
         right = (got.shape == (k,) and np.all(got == np.round(got)) and got.min() >= 0
@@ -230,21 +211,21 @@ def _occlusion_hint(got, image, patch, stride, fill, score, expected) -> str:
         return f"for an image of shape {image.shape} return a map of shape {expected.shape}; you return {got.shape}."
     if not np.all(np.isfinite(got)):
         return "your map contains NaN or infinity: do you divide by a count that can be 0?"
-    if _close(got, -expected, 1e-3):
+    if close(got, -expected, 1e-3):
         return ("the sign is flipped: a drop is the score of the original image minus the score of "
                 "the occluded copy (positive where hiding the square lowers the score).")
     original = score(image[None])[0]
-    if _close(got, original - expected, 1e-3):
+    if close(got, original - expected, 1e-3):
         return ("you average the scores of the occluded copies; average the drops instead: the score "
                 "of the original image minus the score of each copy.")
-    if _close(got, _map_by_rule(score, image, patch, stride, fill, flush=False), 1e-3):
+    if close(got, _map_by_rule(score, image, patch, stride, fill, flush=False), 1e-3):
         return (f"the last rows or columns of pixels are never covered: the stride {stride} does not "
                 "land on the far edge, so add a last square flush with it (occlusion.patch_corners "
                 "gives these positions).")
-    if _close(got, _map_by_rule(score, image, patch, stride, fill, average=False), 1e-3):
+    if close(got, _map_by_rule(score, image, patch, stride, fill, average=False), 1e-3):
         return ("you add up the drops of the squares covering a pixel; take their mean (divide by how "
                 "many squares cover that pixel).")
-    if fill != 0 and _close(got, _map_by_rule(score, image, patch, stride, 0.0), 1e-3):
+    if fill != 0 and close(got, _map_by_rule(score, image, patch, stride, 0.0), 1e-3):
         return f"you fill the square with 0; fill it with the value `fill` ({fill} here)."
     return ("at each pixel, the mean over the squares covering it of score(image) - score(occluded "
             "copy); every copy hides one square only, filled with `fill`, top-left corners from "
@@ -255,7 +236,7 @@ def _occlusion_hint(got, image, patch, stride, fill, score, expected) -> str:
 def _(occlusion_by_hand):
     from .. import occlusion
     require_callable(occlusion_by_hand, "occlusion_by_hand")
-    rng = _rng()
+    rng = fresh_rng()
     what = "occlusion_by_hand(score, image, patch, stride, fill)"
     for colour in (True, False):
         model, image, patch, stride, fill = _occlusion_case(rng, colour)
@@ -265,12 +246,12 @@ def _(occlusion_by_hand):
             expected = occlusion.occlusion_map(model, image[None], class_index=class_index, patch=patch,
                                                stride=stride, fill=fill)[0].astype("float64")
         given = image.copy()
-        got = _numbers(call(occlusion_by_hand, score, given, patch, stride, fill, what=what), what)
+        got = as_numbers(call(occlusion_by_hand, score, given, patch, stride, fill, what=what), what, "an array")
         label = (f"with an image of shape {image.shape}, patch {patch}, stride {stride}, fill {fill}: ")
         if not np.array_equal(given, image):
             raise Hint(label + "your function changed `image` itself, so later copies hide more than "
                        "one square. Copy the image (image.copy()) before covering a square.")
-        if not _close(got, expected, 1e-3):
+        if not close(got, expected, 1e-3):
             raise Hint(label + _occlusion_hint(got, image, patch, stride, fill, score, expected))
 
 
@@ -290,7 +271,7 @@ def _same_up_to_sign(got: np.ndarray, expected: np.ndarray, tolerance: float = 1
         return False
     for j in range(expected.shape[1]):
         sign = 1.0 if float(got[:, j] @ expected[:, j]) >= 0 else -1.0
-        if not _close(sign * got[:, j], expected[:, j], tolerance):
+        if not close(sign * got[:, j], expected[:, j], tolerance):
             return False
     return True
 
@@ -336,12 +317,12 @@ def _pca_hint(got: np.ndarray, points: np.ndarray, expected: np.ndarray) -> str:
 def _(pca_2d):
     from sklearn.decomposition import PCA
     require_callable(pca_2d, "pca_2d")
-    rng = _rng()
+    rng = fresh_rng()
     what = "pca_2d(features)"
     for _ in range(2):
         points = _random_features(rng)
         expected = PCA(n_components=2).fit_transform(points)
-        got = _numbers(call(pca_2d, points.copy(), what=what), what)
+        got = as_numbers(call(pca_2d, points.copy(), what=what), what, "an array")
         if not _same_up_to_sign(got, expected):
             raise Hint(f"with {points.shape[0]} points of {points.shape[1]} features: "
                        + _pca_hint(got, points, expected))

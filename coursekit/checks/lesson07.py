@@ -8,28 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .core import Hint, call, choice_task, require_callable, task
-
-
-def _rng() -> np.random.Generator:
-    return np.random.default_rng()  # unseeded on purpose: new inputs at every check
-
-
-def _numbers(value, what: str) -> np.ndarray:
-    if value is None:
-        raise Hint(f"{what} returned None: does it end with a `return`?")
-    try:
-        return np.asarray(value, dtype="float64")
-    except (TypeError, ValueError):
-        raise Hint(f"{what} should return numbers (an array or a float); it returned a "
-                   f"{type(value).__name__}.") from None
-
-
-def _close(a: np.ndarray, b: np.ndarray, tolerance: float = 1e-5) -> bool:
-    """Equal up to float rounding, relative to the size of ``b`` (at least 1)."""
-    a, b = np.asarray(a, dtype="float64"), np.asarray(b, dtype="float64")
-    scale = max(float(np.abs(b).max()) if b.size else 0.0, 1.0)
-    return a.shape == b.shape and bool(np.all(np.abs(a - b) <= tolerance * scale))
+from .core import Hint, as_numbers, call, choice_task, close, fresh_rng, require_callable, task
 
 
 # ----------------------------------------------------------------------------- 07.1
@@ -93,7 +72,7 @@ def _(spearman):
 
     from .. import metrics
     require_callable(spearman, "spearman")
-    rng = _rng()
+    rng = fresh_rng()
     what = "spearman(map_a, map_b)"
     height, width = int(rng.integers(5, 10)), int(rng.integers(10, 16))
 
@@ -105,7 +84,7 @@ def _(spearman):
              (constant, "a constant map and a random one")]
     for (a, b), label in cases:
         got_value = call(spearman, a.copy(), b.copy(), what=what)
-        got = _numbers(got_value, what)
+        got = as_numbers(got_value, what, "an array or a float")
         if got.shape == (2, 2):
             raise Hint("you return a 2 x 2 matrix (np.corrcoef gives one): the correlation of the two "
                        "maps is its off-diagonal entry, [0, 1].")
@@ -202,7 +181,7 @@ def _tiny_classifier(rng: np.random.Generator, height: int, width: int, channels
 def _(deletion_scores):
     from .. import metrics
     require_callable(deletion_scores, "deletion_scores")
-    rng = _rng()
+    rng = fresh_rng()
     what = "deletion_scores(score, image, heatmap, steps, baseline)"
 
     def sizes():
@@ -227,7 +206,8 @@ def _(deletion_scores):
 
     for score, image, heatmap, steps, baseline, label in cases:
         given = image.copy()
-        got = _numbers(call(deletion_scores, score, given, heatmap.copy(), steps, baseline, what=what), what)
+        returned = call(deletion_scores, score, given, heatmap.copy(), steps, baseline, what=what)
+        got = as_numbers(returned, what, "an array")
         if not np.array_equal(given, image):
             raise Hint("your function changes the image it is given. Delete pixels in a copy "
                        "(image.copy()), so that the caller's image stays as it was.")
@@ -239,10 +219,10 @@ def _(deletion_scores):
                            "untouched image (nothing deleted) first and the fully deleted image last.")
             raise Hint(f"with steps = {steps}, return the {steps + 1} scores in a 1-D array (shape "
                        f"({steps + 1},)); you return shape {got.shape}.")
-        if _close(got, right):
+        if close(got, right, 1e-5, floor=1.0):
             continue
         for name, curve in variants.items():
-            if not _close(curve, right) and _close(got, curve):
+            if not close(curve, right, 1e-5, floor=1.0) and close(got, curve, 1e-5, floor=1.0):
                 raise Hint(f"with {label}: " + _DELETION_HINTS[name])
         raise Hint(f"with {label}: your scores differ from the expected deletion curve. At step t "
                    "(0 to steps), the round(t * n / steps) pixels with the highest heatmap values "
@@ -256,10 +236,11 @@ def _(deletion_scores):
     heatmap = rng.uniform(size=(height, width))
     score = _score_function(height, width, channels,
                             lambda batch: model(batch, training=False).numpy()[:, class_index])
-    got = _numbers(call(deletion_scores, score, image.copy(), heatmap.copy(), steps, 0.0, what=what), what)
+    returned = call(deletion_scores, score, image.copy(), heatmap.copy(), steps, 0.0, what=what)
+    got = as_numbers(returned, what, "an array")
     _, expected = metrics.deletion_curve(model, image[None], heatmap[None], class_index=class_index,
                                          steps=steps, baseline=0.0)
-    if not _close(got, expected[0], tolerance=1e-4):
+    if not close(got, expected[0], tolerance=1e-4, floor=1.0):
         raise Hint("with a small CNN's class probability as the score, your curve differs from "
                    "coursekit.metrics.deletion_curve. Compare the two on a small example.")
 
@@ -270,14 +251,14 @@ def _(deletion_scores):
 def _(area_under_curve):
     from .. import metrics
     require_callable(area_under_curve, "area_under_curve")
-    rng = _rng()
+    rng = fresh_rng()
     what = "area_under_curve(scores)"
     lengths = [2, int(rng.integers(3, 8)), int(rng.integers(8, 30))]
     rng.shuffle(lengths)
     for length in lengths:
         scores = rng.uniform(size=length)
         scores[[0, -1]] = rng.choice([rng.uniform(0.8, 1), rng.uniform(0, 0.2)], size=2, replace=False)
-        got = _numbers(call(area_under_curve, scores.copy(), what=what), what)
+        got = as_numbers(call(area_under_curve, scores.copy(), what=what), what, "a float")
         if got.size != 1:
             raise Hint(f"{what} should return one number for a 1-D curve; it returned shape {got.shape}.")
         got = float(got.ravel()[0])
