@@ -226,6 +226,8 @@ def pre_softmax(model: keras.Model) -> keras.Model:
     built once per model. Handles the two endings Keras models have: a final
     ``Activation("softmax")`` layer (MobileNet) and a ``Dense(..., activation="softmax")`` layer
     (Xception, VGG16, the course's CNNs). A model without a final softmax is returned unchanged.
+    Its inputs stay a list, as tf-keras-vis calls models; to call it yourself on one batch
+    without a Keras warning, use :func:`coursekit.saliency.pre_softmax_model`.
     """
     if not ends_in_softmax(model):
         return model
