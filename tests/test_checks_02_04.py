@@ -1,20 +1,12 @@
 """The exercise checks of lessons 02-04: right answers pass, wrong or memorised ones get a hint."""
-import hashlib
-from pathlib import Path
 
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
+from check_helpers import Memorised, outcome
 from coursekit import checks, filters
-from coursekit.checks import core
-
-CHECKS_DIR = Path(checks.__file__).parent
-
-
-def outcome(task_id, value):
-    return core.evaluate(checks.find(task_id), value)
 
 
 # ----------------------------------------------------------------------------- reference answers
@@ -95,14 +87,6 @@ def test_right_answers_pass_with_full_points(task_id):
     result = outcome(task_id, RIGHT[task_id])
     assert result.passed, result.message
     assert result.points == result.max_points == checks.find(task_id).points
-
-
-@pytest.mark.parametrize("lesson", ["02", "03", "04"])
-def test_each_lesson_has_four_tasks_worth_ten_points(lesson):
-    tasks = checks.tasks(lesson)
-    assert [t.id for t in tasks] == [f"{lesson}.{k}" for k in (1, 2, 3, 4)]
-    assert sum(t.points for t in tasks) == 10
-    assert len({t.answer for t in tasks}) == 4
 
 
 # ----------------------------------------------------------------------------- wrong answers: 02
@@ -372,34 +356,6 @@ def test_wrong_answers_get_a_specific_hint(task_id, answer, words):
     assert words in result.message, result.message
 
 
-@pytest.mark.parametrize("task_id", ["02.1", "02.2", "02.3", "03.1", "03.2", "03.3", "04.1", "04.2", "04.3"])
-def test_unsolved_task_says_to_replace_the_stub(task_id):
-    def stub(*args):
-        raise NotImplementedError()
-    result = outcome(task_id, stub)
-    assert not result.passed and "NotImplementedError" in result.message
-
-
-@pytest.mark.parametrize("task_id", ["02.1", "03.1", "04.3"])
-def test_a_value_instead_of_the_function_gets_a_hint(task_id):
-    result = outcome(task_id, np.zeros(3))
-    assert not result.passed and not result.check_error and "itself" in result.message
-
-
-class Memorised:
-    """Answers each call from what the reference returned for the same array arguments in an
-    earlier check: a hard-coded answer. It knows every case of the first check run, none of the next."""
-
-    def __init__(self, reference):
-        self.reference, self.table, self.recording = reference, {}, True
-
-    def __call__(self, *args):
-        key = hashlib.sha256(b"".join(np.asarray(a).tobytes() for a in args)).hexdigest()
-        if self.recording:
-            self.table[key] = self.reference(*args)
-        return self.table.get(key, next(iter(self.table.values())))
-
-
 @pytest.mark.parametrize("task_id", ["02.1", "02.3", "03.3", "04.1", "04.2"])
 def test_an_answer_hard_coded_from_one_check_fails_the_next(task_id):
     memorised = Memorised(RIGHT[task_id])
@@ -417,31 +373,3 @@ def test_multiple_choice_hint_is_the_same_whatever_is_wrong(task_id, right):
     assert outcome(task_id, " ".join(sorted(right))).passed  # a string of letters works too
     assert "not options" in outcome(task_id, {"z"}).message
 
-
-@pytest.mark.parametrize("lesson", ["02", "03", "04"])
-def test_multiple_choice_keys_are_not_the_answers_in_plain_text(lesson):
-    source = (CHECKS_DIR / f"lesson{lesson}.py").read_text()
-    assert "choice_key(" not in source.split("choice_task(")[-1]
-
-
-def test_an_always_equal_object_does_not_pass():
-    class AlwaysEqual:
-        def __eq__(self, other):
-            return True
-
-        def __call__(self, *args):
-            return self
-
-    for task_id in ("02.3", "04.1", "04.3"):
-        result = outcome(task_id, AlwaysEqual())
-        assert not result.passed and not result.check_error, result.message
-
-
-def test_the_task_tables_load_without_tensorflow():
-    import subprocess
-    import sys
-    code = ("import sys, coursekit.checks as c\n"
-            "print(*[sum(t.points for t in c.tasks(n)) for n in ('02', '03', '04')],"
-            " 'tensorflow' in sys.modules, 'keras' in sys.modules)")
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert result.stdout.split() == ["10", "10", "10", "False", "False"], result.stderr
