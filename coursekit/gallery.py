@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import html
 import os
+import re
 import shutil
 import sys
 import time
@@ -24,6 +25,8 @@ from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernel
 from tqdm.auto import tqdm
 
 from .course import notebook_title
+
+ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")  # the colours of a kernel's traceback
 
 
 @dataclass
@@ -53,7 +56,8 @@ def execute(path: str | Path, workdir: str | Path, cell_timeout: int = 600, prog
     try:
         client.execute()
     except (CellExecutionError, CellTimeoutError, DeadKernelError) as failure:
-        error = str(failure).strip().splitlines()[-1][:300] if str(failure).strip() else type(failure).__name__
+        message = ANSI_ESCAPE.sub("", str(failure)).strip()
+        error = message.splitlines()[-1][:300] if message else type(failure).__name__
     finally:
         bar.close()
     return RunResult(path, notebook_title(notebook), time.perf_counter() - start, error, notebook)
@@ -114,7 +118,11 @@ def main(argv=None) -> int:
     from .env import profile
     profile_name = profile().name
     print(f"Running lessons in profile '{profile_name}' (set COURSEKIT_PROFILE=smoke|quick|full to change).")
-    results = build(args.folder, args.out, args.only)
+    try:
+        results = build(args.folder, args.out, args.only)
+    except FileNotFoundError as error:
+        print(f"coursekit.gallery: {error}", file=sys.stderr)
+        return 2
     index = write_index(results, Path(args.out), profile_name)
     print(f"Gallery: {index.resolve()}")
     return 0 if all(r.ok for r in results) else 1
