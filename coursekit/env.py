@@ -18,6 +18,7 @@ from pathlib import Path
 PROFILE_VARIABLE = "COURSEKIT_PROFILE"
 OFFLINE_CACHE_VARIABLE = "COURSEKIT_OFFLINE_CACHE"
 FORCE_OFFLINE_VARIABLE = "COURSEKIT_OFFLINE"
+RANDOM_WEIGHTS_VARIABLE = "COURSEKIT_RANDOM_WEIGHTS"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -37,7 +38,8 @@ class Profile:
     top_k: int                   # images shown per unit
     n_units: int                 # units shown in "what excites a unit"
     curve_steps: int             # points on a deletion / insertion curve
-    scorecam_max_n: int          # Score-CAM channels used (-1: all)
+    scorecam_max_n: int          # Score-CAM channels per image; memory grows with them (1,024 of
+                                 # Xception's 2,048: +6 GB for one image, bench/scorecam_memory.py)
     explain_images: int          # images used in sanity checks and faithfulness metrics
     units_dataset: str = "mnist"  # lesson 06: "cifar10" (online; falls back to "mnist") | "mnist"
     cascade_steps: int = 4        # lesson 07: points of the cascading randomisation
@@ -53,7 +55,7 @@ PROFILES: dict[str, Profile] = {
     "full": Profile("full", imagenet_model="xception", mnist_sample=False, epochs=20,
                     batch_size=128, n_filters=64, ascent_steps=30, pattern_size=200,
                     smoothgrad_samples=20, tsne_points=2000, top_k=9, n_units=6,
-                    curve_steps=50, scorecam_max_n=-1, explain_images=16, units_dataset="cifar10",
+                    curve_steps=50, scorecam_max_n=128, explain_images=16, units_dataset="cifar10",
                     cascade_steps=12),
     "quick": Profile("quick", imagenet_model="xception", mnist_sample=False, epochs=4,
                      batch_size=128, n_filters=16, ascent_steps=20, pattern_size=150,
@@ -102,6 +104,15 @@ def is_online(host: str = "storage.googleapis.com", timeout: float = 3.0) -> boo
         return True
     except OSError:
         return False
+
+
+def random_weights() -> bool:
+    """True when ``COURSEKIT_RANDOM_WEIGHTS=1``: pretrained models get random weights instead.
+
+    For maintainers only: it runs the quick and full profiles' code (Xception, its layer names
+    and sizes) where their ImageNet weights cannot be had. Predictions and pictures mean nothing.
+    """
+    return os.environ.get(RANDOM_WEIGHTS_VARIABLE, "") not in ("", "0")
 
 
 def use_offline_cache() -> Path | None:

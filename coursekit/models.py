@@ -4,6 +4,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import importlib
+import sys
 from functools import lru_cache
 
 import keras
@@ -112,14 +113,19 @@ def pretrained(name: str, include_top: bool = True) -> Pretrained:
 @lru_cache(maxsize=None)
 def _load(key: str, include_top: bool) -> Pretrained:
     spec = SPECS[key]
-    _require_cached_or_online(key, spec.weight_files[0 if include_top else 1])
+    random_weights = env.random_weights()
+    if random_weights:
+        sys.stderr.write(f"coursekit: {env.RANDOM_WEIGHTS_VARIABLE} is set, so {key!r} has RANDOM "
+                         "weights: its predictions and pictures mean nothing.\n")
+    else:
+        _require_cached_or_online(key, spec.weight_files[0 if include_top else 1])
     if include_top:
         _require_cached_or_online(key, CLASS_INDEX_FILE)
     constructor = getattr(keras.applications, spec.constructor)
     input_shape = (*spec.input_size, 3) if include_top or spec.fixed_size else None
     try:
-        model = constructor(weights="imagenet", include_top=include_top, input_shape=input_shape,
-                            **dict(spec.kwargs))
+        model = constructor(weights=None if random_weights else "imagenet", include_top=include_top,
+                            input_shape=input_shape, **dict(spec.kwargs))
     except Exception as error:  # Keras reports a failed download as a bare Exception
         if "fetch failure" in str(error) or "URL" in str(error):
             raise WeightsUnavailableError(_offline_advice(key)) from None

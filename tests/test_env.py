@@ -93,3 +93,11 @@ def test_old_versions_are_refused():
     with pytest.raises(RuntimeError, match="tensorflow 2.12.0 is too old"):
         env.check_versions({"tensorflow": "2.12.0", "keras": "3.1.0"})
     env.check_versions({"tensorflow": "2.21.0", "keras": "3.15.1"})
+
+
+def test_every_profile_bounds_score_cam_to_fit_colab_memory():
+    # Score-CAM keeps one masked copy of the image per channel: 1,024 of Xception's 2,048 channels
+    # took 6 GB more for a single photo (bench/scorecam_memory.py), all of them killed the kernel
+    # of lesson 04 on a 24 GB machine, and Colab has about 12 GB.
+    for profile in env.PROFILES.values():
+        assert 0 < profile.scorecam_max_n <= 128, profile.name

@@ -1,0 +1,55 @@
+"""The quick and full profiles' code paths (Xception, its layers and sizes) run here too.
+
+Students on Colab run the `full` profile, and a laptop the `quick` one, but their ImageNet weights
+cannot be downloaded on an offline machine. With COURSEKIT_RANDOM_WEIGHTS=1 the same models are
+built with random weights: the pictures mean nothing, but a layer name, a size or a shape that
+only those profiles use would still break the lesson here, before it breaks on Colab. The quick
+profile differs from full only in sizes; `python bench/notebook_times.py --profiles quick full
+--random-weights` runs every lesson (lesson 07 takes about 5 minutes on 2 cores, too long for CI).
+"""
+import os
+from pathlib import Path
+
+import pytest
+
+from coursekit import env, models
+from coursekit.gallery import execute
+
+ROOT = Path(__file__).resolve().parents[1]
+REQUIRE_PRETRAINED = os.environ.get("COURSEKIT_REQUIRE_PRETRAINED", "") not in ("", "0")
+XCEPTION_LESSONS = ["01_inside_a_cnn", "02_filter_patterns", "03_saliency", "04_grad_cam"]
+
+
+def class_index_available() -> bool:
+    return (env.keras_home() / "models" / models.CLASS_INDEX_FILE).exists() or env.is_online()
+
+
+@pytest.fixture
+def random_weights(monkeypatch):
+    if not class_index_available():
+        if REQUIRE_PRETRAINED:
+            pytest.fail("COURSEKIT_REQUIRE_PRETRAINED=1 but the ImageNet class index is unavailable")
+        pytest.skip("the ImageNet class index is neither cached nor downloadable here")
+    monkeypatch.setenv(env.RANDOM_WEIGHTS_VARIABLE, "1")   # read by this process and inherited by kernels
+    models._load.cache_clear()
+    yield
+    models._load.cache_clear()
+
+
+def test_random_weights_build_the_real_architecture_and_say_so(random_weights, monkeypatch, capsys):
+    monkeypatch.setattr(env, "is_online", lambda: False)   # no Xception weights anywhere
+    net = models.pretrained("xception")
+    assert "RANDOM weights" in capsys.readouterr().err
+    assert net.input_size == (299, 299) and net.model.get_layer(net.last_conv_layer).output.shape[1:3] == (10, 10)
+    for name in (*net.feature_layers, *net.pattern_layers):
+        assert len(models.require_spatial(net.model, name).output.shape) == 4
+
+
+@pytest.mark.parametrize("lesson", XCEPTION_LESSONS)
+def test_lesson_runs_in_the_quick_profile(lesson, random_weights, monkeypatch, tmp_path):
+    monkeypatch.setenv(env.PROFILE_VARIABLE, "quick")
+    result = execute(ROOT / "notebooks" / f"{lesson}.ipynb", tmp_path, progress=False)
+    assert result.ok, f"{lesson} fails in the quick profile: {result.error}"
+    printed = "".join(output.get("text", "") for cell in result.notebook.cells
+                      for output in cell.get("outputs", []))
+    assert "profile 'quick': xception" in printed    # it did run the Xception code, not smoke's
