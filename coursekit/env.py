@@ -5,6 +5,7 @@ offline Keras cache (``COURSEKIT_OFFLINE_CACHE``) is in place before Keras is im
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import random
@@ -196,9 +197,40 @@ def check_versions(found: dict[str, str] | None = None) -> None:
                 "`make test` or `pip install -r requirements.txt`.")
 
 
+@contextlib.contextmanager
+def native_stderr_hidden():
+    """Hide what compiled libraries write to file descriptor 2 inside the ``with`` block.
+
+    TensorFlow prints start-up lines ("oneDNN custom operations are on", "Could not find cuda
+    drivers", "failed call to cuInit") from C++ before its logging honours TF_CPP_MIN_LOG_LEVEL,
+    and Jupyter shows them as a red block under a notebook's first cell. Python exceptions still
+    raise. Nothing is hidden when ``TF_CPP_MIN_LOG_LEVEL=0`` is set.
+    """
+    if os.environ.get("TF_CPP_MIN_LOG_LEVEL", "0").strip() in ("", "0"):
+        yield
+        return
+    try:
+        saved = os.dup(2)
+    except OSError:  # no file descriptor 2 to redirect
+        yield
+        return
+    sys.stderr.flush()
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    try:
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
 def setup(seed: int = 0, profile_name: str | None = None) -> Profile:
     """What a notebook's first cell calls: check versions, seed, print where we run; returns the profile."""
-    found = versions()
+    with native_stderr_hidden():  # TensorFlow's first import and device query
+        found = versions()
+        has_gpu()
     check_versions(found)
     seed_everything(seed)
     chosen = profile(profile_name)

@@ -101,3 +101,25 @@ def test_every_profile_bounds_score_cam_to_fit_colab_memory():
     # of lesson 04 on a 24 GB machine, and Colab has about 12 GB.
     for profile in env.PROFILES.values():
         assert 0 < profile.scorecam_max_n <= 128, profile.name
+
+
+def test_setup_hides_tensorflows_start_up_lines(tmp_path):
+    """TensorFlow's C++ start-up lines ignore TF_CPP_MIN_LOG_LEVEL; setup() keeps them off the notebook."""
+    code = "import coursekit; coursekit.setup(profile_name='smoke')"
+    environment = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    quiet = subprocess.run([sys.executable, "-c", code], env=environment, capture_output=True, text=True)
+    assert quiet.returncode == 0, quiet.stderr[-2000:]
+    assert "profile 'smoke'" in quiet.stdout
+    assert "absl" not in quiet.stderr and "I0000" not in quiet.stderr, quiet.stderr
+
+
+def test_native_stderr_is_hidden_only_inside_the_block_and_never_when_asked():
+    code = ("import os, coursekit.env as e\n"
+            "with e.native_stderr_hidden():\n    os.write(2, b'inside\\n')\n"
+            "os.write(2, b'after\\n')\n"
+            "try:\n    with e.native_stderr_hidden():\n        raise ValueError('still raised')\n"
+            "except ValueError as error:\n    print(error)\n")
+    for level, shown in (("2", "after\n"), ("0", "inside\nafter\n")):
+        environment = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": level}
+        out = subprocess.run([sys.executable, "-c", code], env=environment, capture_output=True, text=True)
+        assert out.stderr == shown and out.stdout == "still raised\n", (level, out.stderr)
