@@ -21,6 +21,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from coursekit.env import RANDOM_WEIGHTS_VARIABLE  # noqa: E402
 from coursekit.gallery import execute  # noqa: E402
 
 
@@ -33,7 +34,7 @@ def main() -> int:
                         help="ImageNet models with random weights (runs quick/full offline)")
     args = parser.parse_args()
     if args.random_weights:
-        os.environ["COURSEKIT_RANDOM_WEIGHTS"] = "1"  # the kernels inherit it
+        os.environ[RANDOM_WEIGHTS_VARIABLE] = "1"  # the kernels inherit it
     notebooks = [path for folder in args.folders for path in sorted((ROOT / folder).glob("[0-9][0-9]_*.ipynb"))
                  if not args.only or any(key in path.name for key in args.only)]
     rows = []

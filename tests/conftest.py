@@ -13,13 +13,30 @@ from coursekit import models
 REQUIRE_PRETRAINED = os.environ.get("COURSEKIT_REQUIRE_PRETRAINED", "") not in ("", "0")
 
 
+def unavailable(what: str, why: str):
+    """Skip the test for want of ``what``; fail it instead under COURSEKIT_REQUIRE_PRETRAINED=1."""
+    if REQUIRE_PRETRAINED:
+        pytest.fail(f"COURSEKIT_REQUIRE_PRETRAINED=1 but {what} is unavailable: {why}")
+    pytest.skip(f"no {what} here: {why}")
+
+
 def load_pretrained(name: str, include_top: bool = True) -> models.Pretrained:
     try:
         return models.pretrained(name, include_top=include_top)
     except models.WeightsUnavailableError as error:
-        if REQUIRE_PRETRAINED:
-            pytest.fail(f"COURSEKIT_REQUIRE_PRETRAINED=1 but {name} is unavailable: {error}")
-        pytest.skip(f"no pretrained {name} weights here: {error}")
+        unavailable(f"pretrained {name}", str(error))
+
+
+@pytest.fixture
+def random_weights(monkeypatch):
+    """COURSEKIT_RANDOM_WEIGHTS=1 for this test and the kernels it starts (decode needs the class index)."""
+    from coursekit import env
+    if not ((env.keras_home() / "models" / models.CLASS_INDEX_FILE).exists() or env.is_online()):
+        unavailable("ImageNet class index", "neither cached nor downloadable")
+    monkeypatch.setenv(env.RANDOM_WEIGHTS_VARIABLE, "1")
+    models._load.cache_clear()
+    yield
+    models._load.cache_clear()
 
 
 @pytest.fixture(scope="session")

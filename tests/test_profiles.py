@@ -5,9 +5,8 @@ cannot be downloaded on an offline machine. With COURSEKIT_RANDOM_WEIGHTS=1 the 
 built with random weights: the pictures mean nothing, but a layer name, a size or a shape that
 only those profiles use would still break the lesson here, before it breaks on Colab. The quick
 profile differs from full only in sizes; `python bench/notebook_times.py --profiles quick full
---random-weights` runs every lesson (lesson 07 takes about 5 minutes on 2 cores, too long for CI).
+--random-weights` runs every lesson (lesson 07 alone takes about 2.5 minutes on 2 cores).
 """
-import os
 from pathlib import Path
 
 import pytest
@@ -16,24 +15,7 @@ from coursekit import env, models
 from coursekit.gallery import execute
 
 ROOT = Path(__file__).resolve().parents[1]
-REQUIRE_PRETRAINED = os.environ.get("COURSEKIT_REQUIRE_PRETRAINED", "") not in ("", "0")
 XCEPTION_LESSONS = ["01_inside_a_cnn", "02_filter_patterns", "03_saliency", "04_grad_cam"]
-
-
-def class_index_available() -> bool:
-    return (env.keras_home() / "models" / models.CLASS_INDEX_FILE).exists() or env.is_online()
-
-
-@pytest.fixture
-def random_weights(monkeypatch):
-    if not class_index_available():
-        if REQUIRE_PRETRAINED:
-            pytest.fail("COURSEKIT_REQUIRE_PRETRAINED=1 but the ImageNet class index is unavailable")
-        pytest.skip("the ImageNet class index is neither cached nor downloadable here")
-    monkeypatch.setenv(env.RANDOM_WEIGHTS_VARIABLE, "1")   # read by this process and inherited by kernels
-    models._load.cache_clear()
-    yield
-    models._load.cache_clear()
 
 
 def test_random_weights_build_the_real_architecture_and_say_so(random_weights, monkeypatch, capsys):
