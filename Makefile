@@ -20,11 +20,12 @@ $(INSTALLED): requirements.txt pyproject.toml
 	touch $@
 
 lessons: $(INSTALLED)
-	$(PY) -m coursekit.gallery notebooks --out build/lessons
+	$(PY) -m coursekit.tools.gallery notebooks --out build/lessons
 
 # Unit tests in two processes; notebooks one at a time, so that their wall times are honest.
 test: export COURSEKIT_PROFILE ?= smoke
 test: $(INSTALLED)
+	$(BIN)/ruff check .
 	$(PY) -m pytest tests -n 2 --durations=10
 	$(PY) -m pytest --nbval-lax notebooks solutions exercises
 
@@ -32,10 +33,10 @@ lab: $(INSTALLED)
 	$(BIN)/jupyter lab
 
 exercises: $(INSTALLED)
-	$(PY) -m coursekit.exercises build
+	$(PY) -m coursekit.tools.exercises build
 
 sync: $(INSTALLED)
-	$(PY) -m coursekit.course sync
+	$(PY) -m coursekit.tools.course sync
 
 bench: $(INSTALLED)
 	for script in bench/*.py; do $(PY) $$script || exit 1; done

@@ -22,11 +22,11 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import coursekit  # noqa: E402,F401  (before Keras)
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
+import coursekit  # noqa: E402,F401  (before Keras)
 from coursekit import filters  # noqa: E402
 
 

@@ -23,7 +23,6 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import coursekit  # noqa: E402,F401  (before Keras)
 import cv2  # noqa: E402
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
@@ -31,6 +30,7 @@ import tensorflow as tf  # noqa: E402
 from tf_keras_vis.gradcam import Gradcam  # noqa: E402
 from tf_keras_vis.utils.scores import CategoricalScore  # noqa: E402
 
+import coursekit  # noqa: E402,F401  (before Keras)
 from coursekit import cam, models  # noqa: E402
 
 LAYER = "block14_sepconv2_act"
@@ -77,11 +77,12 @@ def main():
         batch = rng.uniform(-1, 1, (batch_size, 299, 299, 3)).astype("float32")
         classes = rng.integers(0, 1000, batch_size)
         runs = {
-            "coursekit grad_cam": lambda: cam.grad_cam(model, batch, class_index=list(classes), layer=LAYER),
-            "tf-keras-vis Gradcam": lambda: library(CategoricalScore(list(classes)), batch, penultimate_layer=LAYER,
-                                                    seek_penultimate_conv_layer=False),
-            "rebuild every call": lambda: rebuild(batch, tf.constant(classes)),
-            "(forward pass only)": lambda: forward(tf.constant(batch)).numpy(),
+            "coursekit grad_cam": lambda batch=batch, classes=classes: cam.grad_cam(
+                model, batch, class_index=list(classes), layer=LAYER),
+            "tf-keras-vis Gradcam": lambda batch=batch, classes=classes: library(
+                CategoricalScore(list(classes)), batch, penultimate_layer=LAYER, seek_penultimate_conv_layer=False),
+            "rebuild every call": lambda batch=batch, classes=classes: rebuild(batch, tf.constant(classes)),
+            "(forward pass only)": lambda batch=batch: forward(tf.constant(batch)).numpy(),
         }
         first = {}
         for name, run in runs.items():

@@ -23,7 +23,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("COURSEKIT_PROFILE", "smoke")
 
-from coursekit import checks, course, grade  # noqa: E402
+from coursekit import checks  # noqa: E402
+from coursekit.tools import course, grade  # noqa: E402
 
 
 def light_copy(solution_path: Path):

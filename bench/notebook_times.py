@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from coursekit.env import RANDOM_WEIGHTS_VARIABLE  # noqa: E402
-from coursekit.gallery import execute  # noqa: E402
+from coursekit.tools.gallery import execute  # noqa: E402
 
 
 def main() -> int:

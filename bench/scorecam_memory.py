@@ -10,7 +10,6 @@ high-water mark) on Xception with random weights (memory and time do not depend 
 from __future__ import annotations
 
 import argparse
-import os
 import subprocess
 import sys
 from pathlib import Path

@@ -25,10 +25,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-import coursekit  # noqa: E402,F401  (offline cache before Keras)
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
+import coursekit  # noqa: E402,F401  (offline cache before Keras)
 from coursekit import data, env, metrics, models, saliency, shortcuts  # noqa: E402
 
 LEARNING_RATE = 3e-3

@@ -6,9 +6,10 @@ is set. Modules, one idea each:
 * ``env`` (profiles, Colab/GPU/offline, seeding), ``models``, ``data``, ``features``, ``plotting``;
 * what the lessons compute: ``filters`` (gradient ascent), ``saliency``, ``cam`` (Grad-CAM),
   ``occlusion``, ``shortcuts`` (decoy training and its fixes), ``metrics``, ``sanity``;
-* the course around them: ``checks`` (exercise feedback), ``exercises`` (student versions),
-  ``grade`` and ``submission`` (the instructors' grader), ``course`` (badges and setup cells),
-  ``gallery`` (``make lessons``).
+* ``checks``: the exercises' feedback (``check("01.2", answer)``), imported by exercise notebooks.
+
+The tools that build, publish and grade the course live apart, in ``coursekit.tools``
+(``course``, ``exercises``, ``gallery``, ``grade``, ``submission``): no lesson imports them.
 """
 import os
 

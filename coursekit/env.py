@@ -177,6 +177,7 @@ def versions() -> dict[str, str]:
     import keras
     import numpy as np
     import tensorflow as tf
+
     from . import __version__
     return {"python": sys.version.split()[0], "coursekit": __version__, "tensorflow": tf.__version__,
             "keras": keras.__version__, "numpy": np.__version__}

@@ -263,7 +263,7 @@ def filter_weights(model: keras.Model, layer: str) -> np.ndarray:
         return np.asarray(found.depthwise_kernel)
     if isinstance(found, (keras.layers.Conv2D, keras.layers.DepthwiseConv2D)):
         return np.asarray(found.kernel)
-    convolutions = [l.name for l in model.layers
-                    if isinstance(l, (keras.layers.Conv2D, keras.layers.DepthwiseConv2D))]
+    convolutions = [each.name for each in model.layers
+                    if isinstance(each, (keras.layers.Conv2D, keras.layers.DepthwiseConv2D))]
     raise ValueError(f"Layer {layer!r} is a {type(found).__name__}, which has no convolution kernel. "
                      f"Convolution layers here: {convolutions[:6]}{'...' if len(convolutions) > 6 else ''}")

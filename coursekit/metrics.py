@@ -17,7 +17,6 @@ import numpy as np
 from . import _cache, _forward
 from .models import ends_in_softmax
 
-
 # ----------------------------------------------------------------------------- agreement with a region
 
 def _heatmaps_and_masks(heatmaps, masks, name: str):

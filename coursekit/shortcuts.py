@@ -19,8 +19,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from .models import pre_softmax
-from .models import _as_digits
+from .models import _as_digits, pre_softmax
 
 DEFAULT_PENALTY = 300.0  # for digits in 0-255; larger values destabilise repairing a trained model
 

@@ -3,10 +3,9 @@
 import keras
 import numpy as np
 import pytest
-
 from check_helpers import Memorised, outcome
-from coursekit import checks
 
+from coursekit import checks
 
 # ----------------------------------------------------------------------------- reference answers
 

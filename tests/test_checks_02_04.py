@@ -4,10 +4,9 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-
 from check_helpers import Memorised, outcome
-from coursekit import checks, filters
 
+from coursekit import checks, filters
 
 # ----------------------------------------------------------------------------- reference answers
 

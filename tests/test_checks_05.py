@@ -3,10 +3,9 @@
 import numpy as np
 import pytest
 import tensorflow as tf
-
 from check_helpers import Memorised, outcome
-from coursekit import checks, models
 
+from coursekit import checks, models
 
 # ----------------------------------------------------------------------------- reference answers
 

@@ -2,10 +2,9 @@
 
 import numpy as np
 import pytest
-
 from check_helpers import Memorised, outcome
-from coursekit import checks, occlusion
 
+from coursekit import checks, occlusion
 
 # ----------------------------------------------------------------------------- reference answers
 
@@ -180,8 +179,8 @@ def occluded_scores(score, image, patch, stride, fill):
 
 def no_copy(score, image, patch, stride, fill):
     height, width = image.shape[:2]
-    places = [(t, l) for t in occlusion.patch_corners(height, patch, stride)
-              for l in occlusion.patch_corners(width, patch, stride)]
+    places = [(t, left) for t in occlusion.patch_corners(height, patch, stride)
+              for left in occlusion.patch_corners(width, patch, stride)]
     original = score(image[None])[0]
     total, covered = np.zeros((height, width)), np.zeros((height, width))
     for top, left in places:

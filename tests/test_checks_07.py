@@ -2,9 +2,9 @@
 
 import numpy as np
 import pytest
+from check_helpers import Memorised, outcome
 from scipy.stats import rankdata, spearmanr
 
-from check_helpers import Memorised, outcome
 from coursekit import checks
 
 pytestmark = pytest.mark.filterwarnings("ignore:An input array is constant")  # scipy on a constant map

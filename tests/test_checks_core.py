@@ -9,8 +9,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from check_helpers import AlwaysEqual, is_choice_task, outcome
+
 from coursekit import checks
 from coursekit.checks import core
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import nbformat
 
-from coursekit import course
+from coursekit.tools import course
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -40,14 +40,14 @@ def test_changing_one_line_repoints_the_whole_course(tmp_path):
     old = course.Course.load(ROOT).repository
     toml = copy / "course.toml"
     toml.write_text(toml.read_text().replace(old, "someone-else/fork-of-course"))
-    result = subprocess.run([sys.executable, "-m", "coursekit.course", "sync", "--root", str(copy)],
+    result = subprocess.run([sys.executable, "-m", "coursekit.tools.course", "sync", "--root", str(copy)],
                             capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     for path in [*all_notebooks(copy), copy / "README.md"]:
         text = path.read_text()
         assert old not in text, path
         assert "someone-else/fork-of-course" in text, path
-    check = subprocess.run([sys.executable, "-m", "coursekit.course", "sync", "--check", "--root", str(copy)],
+    check = subprocess.run([sys.executable, "-m", "coursekit.tools.course", "sync", "--check", "--root", str(copy)],
                            capture_output=True, text=True)
     assert check.returncode == 0, check.stdout
 

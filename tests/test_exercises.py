@@ -7,14 +7,14 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from coursekit import course, exercises
+from coursekit.tools import course, exercises
 
 ROOT = Path(__file__).resolve().parents[1]
 STUB = "# YOUR CODE HERE\nraise NotImplementedError()"
 
 
 def test_exercises_are_up_to_date_with_solutions():
-    result = subprocess.run([sys.executable, "-m", "coursekit.exercises", "build", "--check"],
+    result = subprocess.run([sys.executable, "-m", "coursekit.tools.exercises", "build", "--check"],
                             cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr
 
@@ -144,6 +144,6 @@ def test_build_refuses_a_solution_that_does_not_match_its_checks(tmp_path, chang
         exercises.build(root, check=True)
     if message != "answer is named":
         return  # the command line is tested once
-    result = subprocess.run([sys.executable, "-m", "coursekit.exercises", "build", "--root", str(root)],
+    result = subprocess.run([sys.executable, "-m", "coursekit.tools.exercises", "build", "--root", str(root)],
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 2 and message in result.stderr

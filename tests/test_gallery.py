@@ -25,7 +25,7 @@ def test_gallery_runs_every_notebook_and_marks_the_failing_one(tmp_path):
     write_notebook(lessons / "03_after.ipynb", "Lesson C · after the failure", "print('still ran')")
     (lessons / "notes.ipynb").write_text("not a numbered lesson: ignored")
     out = tmp_path / "build"
-    result = subprocess.run([sys.executable, "-m", "coursekit.gallery", str(lessons), "--out", str(out)],
+    result = subprocess.run([sys.executable, "-m", "coursekit.tools.gallery", str(lessons), "--out", str(out)],
                             capture_output=True, text=True, timeout=300)
 
     assert result.returncode == 1, result.stderr[-2000:]           # one lesson failed
@@ -43,6 +43,6 @@ def test_gallery_runs_every_notebook_and_marks_the_failing_one(tmp_path):
 
 
 def test_gallery_of_an_empty_folder_says_what_it_looks_for(tmp_path):
-    result = subprocess.run([sys.executable, "-m", "coursekit.gallery", str(tmp_path), "--out",
+    result = subprocess.run([sys.executable, "-m", "coursekit.tools.gallery", str(tmp_path), "--out",
                              str(tmp_path / "build")], capture_output=True, text=True, timeout=120)
     assert result.returncode == 2 and "NN_name.ipynb" in result.stderr and "Traceback" not in result.stderr

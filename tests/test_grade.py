@@ -14,7 +14,8 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from coursekit import checks, grade, submission
+from coursekit import checks
+from coursekit.tools import grade, submission
 
 ROOT = Path(__file__).resolve().parents[1]
 BATCH_TIMEOUT = 20  # no notebook of the batch imports TensorFlow while it runs
@@ -76,7 +77,7 @@ def hashes(folder: Path) -> dict[str, str]:
 
 
 def run_grader(*args, timeout=600, wrapper=None):
-    command = [sys.executable, "-m", "coursekit.grade", *map(str, args)]
+    command = [sys.executable, "-m", "coursekit.tools.grade", *map(str, args)]
     if wrapper:
         command = [sys.executable, "-c", wrapper, *map(str, args)]
     return subprocess.run(command, capture_output=True, text=True, timeout=timeout, cwd=ROOT)
@@ -208,7 +209,7 @@ def test_solutions_grade_at_full_marks_and_exercises_at_zero(tmp_path):
 
 
 # VmHWM: this process's peak resident memory (unlike ru_maxrss it does not inherit the parent's)
-PEAK_MEMORY = ("import sys\nfrom coursekit.grade import main\nstatus = main(sys.argv[1:])\n"
+PEAK_MEMORY = ("import sys\nfrom coursekit.tools.grade import main\nstatus = main(sys.argv[1:])\n"
                "peak = [l for l in open('/proc/self/status') if l.startswith('VmHWM')][0].split()[1]\n"
                "print('PEAK_KB', peak)\nsys.exit(status)")
 

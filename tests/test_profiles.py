@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from coursekit import env, models
-from coursekit.gallery import execute
+from coursekit.tools.gallery import execute
 
 ROOT = Path(__file__).resolve().parents[1]
 XCEPTION_LESSONS = ["01_inside_a_cnn", "02_filter_patterns", "03_saliency", "04_grad_cam"]

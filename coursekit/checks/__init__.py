@@ -3,7 +3,7 @@
 Each lesson's tasks live in a module of their own, ``lessonNN.py`` (``lesson01.py`` for the
 exercises of lesson 01), which registers them with :func:`core.task`. A check compares the
 student's object with the reference in coursekit on fresh random inputs, prints a pass or a hint,
-and records the outcome in :data:`results`. ``python -m coursekit.grade`` re-runs the same checks
+and records the outcome in :data:`results`. ``python -m coursekit.tools.grade`` re-runs the same checks
 itself after executing a submission, so what a notebook prints earns nothing.
 
     python -m coursekit.checks list             # every task, its points and the answer's name

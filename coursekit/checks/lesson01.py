@@ -11,7 +11,6 @@ import numpy as np
 
 from .core import Hint, as_int_tuple, call, choice_task, fresh_rng, require_callable, task
 
-
 # ----------------------------------------------------------------------------- 01.1
 
 def _layer_tags(rng: np.random.Generator, count: int) -> list[str]:

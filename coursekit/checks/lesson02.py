@@ -12,7 +12,6 @@ import numpy as np
 
 from .core import Hint, as_numbers, call, choice_task, fresh_rng, require_callable, task
 
-
 # ----------------------------------------------------------------------------- 02.1
 
 def _inner_mean(maps: np.ndarray, filter_index: int, rows: int, cols: int) -> np.ndarray:

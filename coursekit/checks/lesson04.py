@@ -10,7 +10,6 @@ import numpy as np
 
 from .core import Hint, as_numbers, call, choice_task, close, fresh_rng, require_callable, task
 
-
 # ----------------------------------------------------------------------------- 04.1
 
 @task("04.1", points=2, answer="channel_weights", title="Grad-CAM channel weights")

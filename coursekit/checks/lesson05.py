@@ -11,7 +11,6 @@ import numpy as np
 
 from .core import Hint, as_numbers, call, choice_task, close, fresh_rng, require_callable, task
 
-
 # ----------------------------------------------------------------------------- 05.1
 
 CORNER_NAMES = ("top-left", "top-right", "bottom-left", "bottom-right")

@@ -14,7 +14,6 @@ import numpy as np
 
 from .core import Hint, as_numbers, call, choice_task, close, fresh_rng, require_callable, task
 
-
 # ----------------------------------------------------------------------------- 06.1
 
 _IDENTITY_MODELS: dict = {}

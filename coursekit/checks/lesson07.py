@@ -10,7 +10,6 @@ import numpy as np
 
 from .core import Hint, as_numbers, call, choice_task, close, fresh_rng, require_callable, task
 
-
 # ----------------------------------------------------------------------------- 07.1
 
 def _pearson(x: np.ndarray, y: np.ndarray) -> float:

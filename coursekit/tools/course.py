@@ -4,8 +4,8 @@
 lines this module writes every notebook's "Open in Colab" badge cell (tag ``course-badge``), its
 setup cell (tag ``course-setup``) and the lesson table in README.md.
 
-    python -m coursekit.course sync           # rewrite them all
-    python -m coursekit.course sync --check   # exit 1 if anything is out of date
+    python -m coursekit.tools.course sync           # rewrite them all
+    python -m coursekit.tools.course sync --check   # exit 1 if anything is out of date
 """
 from __future__ import annotations
 
@@ -135,7 +135,7 @@ def sync(root: str | Path = ".", check: bool = False) -> list[str]:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m coursekit.course", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m coursekit.tools.course", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("command", choices=["sync"])
     parser.add_argument("--check", action="store_true", help="change nothing; exit 1 if out of date")

@@ -1,6 +1,6 @@
 """Run lesson notebooks headless and write a browsable HTML gallery.
 
-    python -m coursekit.gallery notebooks --out build/lessons
+    python -m coursekit.tools.gallery notebooks --out build/lessons
 
 Each notebook runs in a fresh kernel in its own folder under ``<out>/run/``, with a progress bar
 over its cells; the executed notebook and an HTML page (figures embedded) go to ``<out>``, and
@@ -109,19 +109,19 @@ def build(folder: str | Path, out: str | Path, only: list[str] | None = None) ->
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m coursekit.gallery", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m coursekit.tools.gallery", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("folder", nargs="?", default="notebooks")
     parser.add_argument("--out", default="build/lessons")
     parser.add_argument("--only", nargs="*", help="run only notebooks whose name contains one of these")
     args = parser.parse_args(argv)
-    from .env import profile
+    from ..env import profile
     profile_name = profile().name
     print(f"Running lessons in profile '{profile_name}' (set COURSEKIT_PROFILE=smoke|quick|full to change).")
     try:
         results = build(args.folder, args.out, args.only)
     except FileNotFoundError as error:
-        print(f"coursekit.gallery: {error}", file=sys.stderr)
+        print(f"coursekit.tools.gallery: {error}", file=sys.stderr)
         return 2
     index = write_index(results, Path(args.out), profile_name)
     print(f"Gallery: {index.resolve()}")

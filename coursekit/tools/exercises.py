@@ -1,7 +1,7 @@
 """Write the student exercise notebooks (``exercises/``) from the solutions (``solutions/``).
 
-    python -m coursekit.exercises build           # write exercises/NN_*.ipynb, refresh README table
-    python -m coursekit.exercises build --check   # change nothing; exit 1 if exercises/ is stale
+    python -m coursekit.tools.exercises build           # write exercises/NN_*.ipynb, refresh README table
+    python -m coursekit.tools.exercises build --check   # change nothing; exit 1 if exercises/ is stale
 
 For every ``solutions/NN_<lesson>.ipynb``:
 
@@ -26,7 +26,8 @@ from pathlib import Path
 
 import nbformat
 
-from . import checks, course
+from .. import checks
+from . import course
 
 BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"
 CODE_STUB = ("# YOUR CODE HERE", "raise NotImplementedError()")
@@ -154,7 +155,7 @@ def build(root: str | Path = ".", check: bool = False) -> list[str]:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m coursekit.exercises", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m coursekit.tools.exercises", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("command", choices=["build"])
     parser.add_argument("--check", action="store_true", help="change nothing; exit 1 if exercises/ is out of date")

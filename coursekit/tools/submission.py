@@ -1,6 +1,6 @@
 """One submission in a kernel of its own, then the grader's own copy of the checks inside it.
 
-Used by :mod:`coursekit.grade`. A :class:`SubmissionRun` starts a fresh kernel in a given folder,
+Used by :mod:`coursekit.tools.grade`. A :class:`SubmissionRun` starts a fresh kernel in a given folder,
 caps the output the kernel may send, runs the notebook's code cells until a deadline (a cell that
 raises does not stop it; one still running at the deadline is interrupted), then loads the
 checks' source, read by the grader before any submission ran, under a private module name and
@@ -25,7 +25,7 @@ from jupyter_core.utils import ensure_async
 from nbclient import NotebookClient
 from nbclient.exceptions import DeadKernelError
 
-from . import checks
+from .. import checks
 
 GRADE_MIME = "application/vnd.coursekit.grade+json"
 TIMEOUT_ENAME = "CoursekitGraderTimeout"
@@ -131,7 +131,9 @@ del _coursekit_load_checks
 _GRADE_TASK_CODE = r'''
 import sys as _coursekit_sys
 import IPython.display as _coursekit_display
-_coursekit_display.display({@MIME@: dict(_coursekit_sys.modules[@MODULE@].grade(@TASK@, _coursekit_sys._getframe(0).f_globals), nonce=@NONCE@)}, raw=True)
+_coursekit_display.display(
+    {@MIME@: dict(_coursekit_sys.modules[@MODULE@].grade(@TASK@, _coursekit_sys._getframe(0).f_globals),
+                  nonce=@NONCE@)}, raw=True)
 del _coursekit_sys, _coursekit_display
 '''
 

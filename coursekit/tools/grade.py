@@ -1,6 +1,6 @@
 """Grade exercise notebooks: run each submission in isolation, re-check every task, write a table.
 
-    python -m coursekit.grade SUBMISSION.ipynb... --out grades.csv [--jobs N] [--timeout SECONDS]
+    python -m coursekit.tools.grade SUBMISSION.ipynb... --out grades.csv [--jobs N] [--timeout SECONDS]
 
 Each submission is read once (never written), and a copy runs in a fresh kernel in a temporary
 folder of its own, with a time limit for the whole notebook. Cells that raise do not stop it.
@@ -40,7 +40,7 @@ from pathlib import Path
 
 import nbformat
 
-from . import checks
+from .. import checks
 from .submission import SubmissionRun, trusted_sources
 
 OUTPUT_LIMIT = 5_000_000          # characters of output kept per submission
@@ -314,7 +314,7 @@ def summary(grades: list[Grade], seconds: float, jobs: int) -> str:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m coursekit.grade", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m coursekit.tools.grade", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("submissions", nargs="+", type=Path, help="the students' .ipynb files")
     parser.add_argument("--out", required=True, type=Path, help="the CSV to write (e.g. grades.csv)")
