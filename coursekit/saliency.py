@@ -120,3 +120,251 @@ def _gradient_step(model: keras.Model):
         return tape.gradient(score, batch)
 
     return step
+
+
+# ----------------------------------------------------------------------------- attributions
+# Integrated Gradients, Input x Gradient and Guided Backprop return *signed* attributions
+# (N, H, W, C) in the units of the preprocessed input; attribution_map turns them into (N, H, W).
+
+IG_METHODS = ("trapezoid", "riemann_right")
+
+
+def path_points(steps: int, method: str = "trapezoid") -> tuple[np.ndarray, np.ndarray]:
+    """Where Integrated Gradients samples the straight path, and the weight of each sample.
+
+    Returns ``(alphas, weights)``, float64: the gradient is taken at ``baseline + alpha * (image -
+    baseline)`` and the weighted sum of the gradients approximates the path integral over
+    ``alpha`` in [0, 1]. ``"trapezoid"``: ``steps + 1`` points ``0, 1/steps, ..., 1``, the two
+    ends weighted half (as the keras.io example); ``"riemann_right"``: ``steps`` points
+    ``1/steps, ..., 1``, equal weights (Sundararajan et al.'s formula). The weights sum to 1.
+    """
+    if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 1:
+        raise ValueError(f"steps must be a whole number >= 1 (points on the path from the baseline "
+                         f"to the image); got {steps!r}.")
+    if method == "trapezoid":
+        alphas = np.linspace(0.0, 1.0, steps + 1)
+        weights = np.full(steps + 1, 1.0 / steps)
+        weights[[0, -1]] /= 2
+    elif method == "riemann_right":
+        alphas = np.arange(1, steps + 1) / steps
+        weights = np.full(steps, 1.0 / steps)
+    else:
+        raise ValueError(f"method must be one of {IG_METHODS}; got {method!r}.")
+    return alphas, weights
+
+
+def integrated_gradients(model: keras.Model, images, class_index=None, baseline=None, steps: int = 50, *,
+                         method: str = "trapezoid", batch_size: int = 32) -> np.ndarray:
+    """Integrated Gradients (Sundararajan et al. 2017) of a preprocessed batch: float32 ``(N, H, W, C)``.
+
+    ``(image - baseline)`` times the average gradient of the class logit along the straight path
+    from ``baseline`` to ``image``, so that the attributions of an image add up (nearly) to
+    ``logit(image) - logit(baseline)`` (*completeness*; the error shrinks as ``steps`` grows).
+
+    ``baseline``: None = all zeros in the model's input space (black for a model that takes pixel
+    values and rescales inside, like the course's MNIST CNNs; mid-grey for MobileNet and Xception,
+    whose preprocessing maps [0, 255] to [-1, 1]: pass ``net.preprocess(np.zeros_like(photos))``
+    for black there); a number; an array shaped like one image or like the batch; or ``"blur"``
+    (:func:`coursekit.metrics.blurred`). ``class_index``: None (each image's top class, fixed from
+    the image itself, not from the points of the path), an int, or one per image. ``method``: see
+    :func:`path_points`. The ``N x points`` gradients are computed ``batch_size`` at a time, all
+    images' points mixed in one stream, so memory is set by ``batch_size`` (not by ``steps``) and
+    ``batch_size`` does not change the result beyond float32 rounding.
+    """
+    alphas, weights = path_points(steps, method)
+    batch = as_batch(model, images)
+    classes = _resolved_classes(model, batch, class_index, batch_size)
+    baselines = _baselines(baseline, batch)
+    step = _cache.per_model(model, ("path_gradients",), lambda: _path_gradient_step(model))
+    # One stream of (image, point) pairs, image-major; each chunk of it is one call of `step`.
+    image_of = np.repeat(np.arange(len(batch)), len(alphas))
+    alpha_of = np.tile(alphas, len(batch)).astype("float32")
+    weight_of = np.tile(weights, len(batch))
+    totals = np.zeros(batch.shape, dtype="float64")
+    for part in chunks(len(image_of), batch_size):
+        rows = image_of[part]
+        gradients = step(tf.constant(batch[rows]), tf.constant(baselines[rows]), tf.constant(alpha_of[part]),
+                         tf.constant(classes[rows])).numpy()
+        for gradient, row, weight in zip(gradients, rows, weight_of[part]):  # fixed order: any batch_size
+            totals[row] += weight * gradient                                   # gives the same sums
+    return ((batch - baselines) * totals).astype("float32")
+
+
+def input_x_gradient(model: keras.Model, images, class_index=None, batch_size: int = 32) -> np.ndarray:
+    """Input times gradient of a preprocessed batch: signed float32 ``(N, H, W, C)``.
+
+    Integrated Gradients with a zero baseline and a single point on the path; exact (complete) for
+    a model linear in its input without biases, a first-order guess otherwise.
+    """
+    batch = as_batch(model, images)
+    return (batch * input_gradients(model, batch, class_index, batch_size)).astype("float32")
+
+
+def attribution_map(attributions, sign: str = "abs", normalize: bool = True) -> np.ndarray:
+    """Signed attributions ``(N, H, W, C)`` (or one ``(H, W, C)``) as maps ``(N, H, W)``, float32.
+
+    The colour channels of a pixel are *summed* (attributions add up: the pixel's share of the
+    score is the sum of its channels' shares), then ``sign`` decides what is drawn: ``"abs"``
+    (how much the pixel matters either way, as the other maps of the course), ``"positive"`` (only
+    evidence for the class) or ``"signed"`` (both, for a diverging colour map). With ``normalize``
+    each map is divided by its largest absolute value: [0, 1], or [-1, 1] for ``"signed"``; an
+    all-zero map stays zero. (The plain gradient's maps take the largest |value| over the channels
+    instead, :func:`vanilla_saliency`: a gradient is a sensitivity, not a share of the score.)
+    """
+    values = np.asarray(attributions, dtype="float32")
+    if values.ndim == 3:
+        values = values[None]
+    if values.ndim != 4:
+        raise ValueError(f"attribution_map needs attributions of shape (N, H, W, C) or (H, W, C); got "
+                         f"{values.shape}. Pass what integrated_gradients or guided_backprop returned.")
+    if not np.all(np.isfinite(values)):
+        raise ValueError("The attributions contain NaN or infinite values.")
+    per_pixel = values.sum(axis=-1)
+    if sign == "abs":
+        maps = np.abs(per_pixel)
+    elif sign == "positive":
+        maps = np.maximum(per_pixel, 0)
+    elif sign == "signed":
+        maps = per_pixel
+    else:
+        raise ValueError(f"sign must be 'abs', 'positive' or 'signed'; got {sign!r}.")
+    if not normalize:
+        return maps.astype("float32")
+    if sign == "signed":
+        return (scale_to_unit(np.abs(maps)) * np.sign(maps)).astype("float32")
+    return scale_to_unit(maps)
+
+
+def _resolved_classes(model, batch: np.ndarray, class_index, batch_size: int) -> np.ndarray:
+    """One class per image, the top class (from the image itself) where ``class_index`` asks for it."""
+    classes = class_codes(class_index, len(batch), n_classes(model))
+    if np.any(classes == TOP_PREDICTION):
+        top = _top_classes(model, batch, batch_size)
+        classes = np.where(classes == TOP_PREDICTION, top, classes).astype("int32")
+    return classes
+
+
+def _baselines(baseline, batch: np.ndarray) -> np.ndarray:
+    """The baseline of every image as float32 ``batch.shape``."""
+    if baseline is None:
+        return np.zeros_like(batch)
+    if isinstance(baseline, str):
+        if baseline != "blur":
+            raise ValueError(f"baseline must be None (zeros), a number, an array like the images, or "
+                             f"'blur'; got {baseline!r}.")
+        from .metrics import blurred
+        return blurred(batch)
+    values = np.asarray(baseline, dtype="float32")
+    try:
+        return np.ascontiguousarray(np.broadcast_to(values, batch.shape))
+    except ValueError:
+        raise ValueError(f"baseline of shape {values.shape} does not fit the images {batch.shape}: give "
+                         "one image's shape (H, W, C), the batch's, a number, or 'blur'. Preprocess it "
+                         "as the images (e.g. net.preprocess(np.zeros_like(photos)) for black).") from None
+
+
+def _path_gradient_step(model: keras.Model):
+    """A compiled ``(images, baselines, alphas, classes) -> d logit / d input`` at the path points."""
+    logits_model = pre_softmax_model(model)
+    input_spec = tf.TensorSpec((None, *model.inputs[0].shape[1:]), tf.float32)
+
+    @tf.function(input_signature=[input_spec, input_spec, tf.TensorSpec((None,), tf.float32),
+                                  tf.TensorSpec((None,), tf.int32)])
+    def step(images, baselines, alphas, classes):
+        points = baselines + alphas[:, None, None, None] * (images - baselines)
+        with tf.GradientTape() as tape:
+            tape.watch(points)
+            logits = logits_model(points, training=False)
+            score = tf.reduce_sum(tf.gather(logits, classes, axis=1, batch_dims=1))
+        return tape.gradient(score, points)
+
+    return step
+
+
+# ----------------------------------------------------------------------------- Guided Backprop
+
+GUIDED_ACTIVATIONS = ("relu", "relu6")
+
+
+def guided_backprop(model: keras.Model, images, class_index=None, batch_size: int = 32) -> np.ndarray:
+    """Guided Backpropagation (Springenberg et al. 2015) of a preprocessed batch: float32 ``(N, H, W, C)``.
+
+    The gradient of the class logit, except that at every ReLU it passes back only where the
+    unit's input *and* the gradient arriving from above are both positive (the plain gradient
+    needs only the first). ``model`` is not changed: the gradient runs through a rewired copy of
+    its graph that shares its layers and weights (built once per model), in which an identity
+    whose gradient keeps only positive values follows each ReLU. ReLU and ReLU6 are handled
+    (``ReLU`` layers with no negative slope, ``Activation("relu")``, and layers built with
+    ``activation="relu"`` or ``"relu6"``; ReLU6's flat top passes nothing back, as in its own
+    gradient). Any other activation (sigmoid, swish, leaky ReLU, ...) keeps its ordinary gradient;
+    a warning names those layers. ``class_index`` as in :func:`vanilla_saliency`.
+    """
+    batch = as_batch(model, images)
+    classes = class_codes(class_index, len(batch), n_classes(model))
+    return _gradients(guided_model(model), batch, classes, batch_size)
+
+
+def guided_model(model: keras.Model) -> keras.Model:
+    """The logits of ``model`` with Guided Backprop's gradient at every ReLU; shares ``model``'s weights."""
+    return _cache.per_model(model, ("guided",), lambda: _build_guided(model))
+
+
+def _build_guided(model: keras.Model) -> keras.Model:
+    import warnings
+    logits_model = pre_softmax_model(model)
+    others: list[str] = []
+
+    def rewire(layer):
+        if _is_relu(layer):
+            return _PositiveGradientAfter(layer, name=f"{layer.name}_guided")
+        if _other_activation(layer):
+            others.append(layer.name)
+        return layer      # the same layer object: its weights are shared, not copied
+
+    guided = keras.models.clone_model(logits_model, clone_function=rewire, recursive=True)
+    if others:
+        warnings.warn(f"guided_backprop handles ReLU and ReLU6 only; these layers of {model.name!r} keep "
+                      f"their ordinary gradient: {others[:8]}{' ...' if len(others) > 8 else ''}.",
+                      stacklevel=3)
+    return guided
+
+
+def _activation_name(layer) -> str:
+    activation = getattr(layer, "activation", None)
+    return getattr(activation, "__name__", "") if activation is not None else ""
+
+
+def _is_relu(layer) -> bool:
+    if isinstance(layer, keras.layers.ReLU):
+        return not float(layer.negative_slope) and not float(layer.threshold)
+    return _activation_name(layer) in GUIDED_ACTIVATIONS
+
+
+def _other_activation(layer) -> bool:
+    if isinstance(layer, (keras.layers.ReLU, keras.layers.LeakyReLU, keras.layers.PReLU, keras.layers.ELU)):
+        return True
+    return _activation_name(layer) not in ("", "linear", *GUIDED_ACTIVATIONS)
+
+
+@tf.custom_gradient
+def _positive_gradient(x):
+    """Identity forward; backward, only the positive part of the incoming gradient passes."""
+    return tf.identity(x), lambda upstream: tf.nn.relu(upstream)
+
+
+class _PositiveGradientAfter(keras.layers.Layer):
+    """``layer`` (a ReLU, or a layer ending in one) followed by :func:`_positive_gradient`.
+
+    The ReLU's own gradient keeps the gradient where its input was positive; the identity after it
+    keeps it where the gradient from above is positive: together, Guided Backprop's rule.
+    """
+
+    def __init__(self, layer, **kwargs):
+        super().__init__(**kwargs)
+        self.inner = layer
+
+    def call(self, inputs):
+        return _positive_gradient(self.inner(inputs))
+
+    def compute_output_spec(self, inputs):
+        return self.inner.compute_output_spec(inputs)
