@@ -161,7 +161,7 @@ def integrated_gradients(model: keras.Model, images, class_index=None, baseline=
     ``batch_size`` does not change the result beyond float32 rounding.
     """
     alphas, weights = path_points(steps, method)
-    batch = as_batch(model, images)
+    batch = image_batch(model, images)
     classes = _resolved_classes(model, batch, class_index, batch_size)
     baselines = _baselines(baseline, batch)
     step = _cache.per_model(model, ("path_gradients",), lambda: _path_gradient_step(model))
@@ -170,7 +170,7 @@ def integrated_gradients(model: keras.Model, images, class_index=None, baseline=
     alpha_of = np.tile(alphas, len(batch)).astype("float32")
     weight_of = np.tile(weights, len(batch))
     totals = np.zeros(batch.shape, dtype="float64")
-    for part in chunks(len(image_of), batch_size):
+    for part in batches(len(image_of), batch_size):
         rows = image_of[part]
         gradients = step(tf.constant(batch[rows]), tf.constant(baselines[rows]), tf.constant(alpha_of[part]),
                          tf.constant(classes[rows])).numpy()
@@ -185,7 +185,7 @@ def input_x_gradient(model: keras.Model, images, class_index=None, batch_size: i
     Integrated Gradients with a zero baseline and a single point on the path; exact (complete) for
     a model linear in its input without biases, a first-order guess otherwise.
     """
-    batch = as_batch(model, images)
+    batch = image_batch(model, images)
     return (batch * input_gradients(model, batch, class_index, batch_size)).astype("float32")
 
 
@@ -228,8 +228,7 @@ def _resolved_classes(model, batch: np.ndarray, class_index, batch_size: int) ->
     """One class per image, the top class (from the image itself) where ``class_index`` asks for it."""
     classes = class_codes(class_index, len(batch), n_classes(model))
     if np.any(classes == TOP_PREDICTION):
-        top = _top_classes(model, batch, batch_size)
-        classes = np.where(classes == TOP_PREDICTION, top, classes).astype("int32")
+        classes = resolve_classes(classes, _logits(model, batch, batch_size))
     return classes
 
 
@@ -288,7 +287,7 @@ def guided_backprop(model: keras.Model, images, class_index=None, batch_size: in
     gradient). Any other activation (sigmoid, swish, leaky ReLU, ...) keeps its ordinary gradient;
     a warning names those layers. ``class_index`` as in :func:`vanilla_saliency`.
     """
-    batch = as_batch(model, images)
+    batch = image_batch(model, images)
     classes = class_codes(class_index, len(batch), n_classes(model))
     return _gradients(guided_model(model), batch, classes, batch_size)
 
