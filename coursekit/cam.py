@@ -23,6 +23,7 @@ from ._inputs import (
     n_classes,
     outputs_model,
     require_spatial,
+    resolve_classes,
     scale_to_unit,
 )
 
@@ -86,3 +87,23 @@ def _grad_cam_step(model: keras.Model, layer: str):
 
 # Drawing lives in plotting; the name the lessons know stays here too.
 overlay = plotting.overlay
+
+
+# ----------------------------------------------------------------------------- Guided Grad-CAM
+
+def guided_grad_cam(model: keras.Model, images, class_index=None, layer: str | None = None, *,
+                    batch_size: int = 32) -> np.ndarray:
+    """Guided Grad-CAM (Selvaraju et al. 2017): Guided Backprop times the upsampled Grad-CAM map.
+
+    Signed float32 ``(N, H, W, C)``: :func:`coursekit.saliency.guided_backprop` of each image,
+    each channel multiplied by :func:`grad_cam` at the input's resolution (in [0, 1]), both for the
+    same class (``class_index`` None: each image's top class) and ``layer`` (None: the last 4-D
+    layer). :func:`coursekit.saliency.attribution_map` turns it into ``(N, H, W)`` maps.
+    """
+    from .saliency import _logits, guided_backprop
+    batch = image_batch(model, images)
+    classes = class_codes(class_index, len(batch), n_classes(model))
+    if np.any(classes == TOP_PREDICTION):
+        classes = resolve_classes(classes, _logits(model, batch, batch_size))
+    heatmaps = grad_cam(model, batch, classes, layer, batch_size=batch_size)
+    return (guided_backprop(model, batch, classes, batch_size) * heatmaps[..., None]).astype("float32")

@@ -62,9 +62,11 @@ def mass_in_mask(heatmaps, masks) -> np.ndarray:
 def pointing_game(heatmaps, masks, tolerance: int = 0) -> np.ndarray:
     """Whether each heatmap's hottest pixel falls in its mask (Zhang et al. 2016): ``(N,)`` bool.
 
-    ``tolerance`` (pixels) counts a hit when the maximum lies within that distance of the mask
-    (the original used 15 px at ImageNet resolution). Ties go to the first maximum in raster order.
-    ``hits.mean()`` is the pointing accuracy.
+    ``tolerance`` (pixels) counts a hit when the maximum lies within that (Euclidean) distance of
+    the mask; TorchRay's benchmark uses 15 px at ImageNet resolution. Ties go to the first maximum
+    in raster order. ``hits.mean()`` is the pointing accuracy: read it against
+    :func:`centre_pointing_game`, the score of a map that always points at the image's centre
+    (TorchRay, VOC07 all / difficult images: Grad-CAM on VGG16 86.6% / 74.0%, centre 69.6% / 42.4%).
     """
     heatmaps, masks = _heatmaps_and_masks(heatmaps, masks, "pointing_game")
     if tolerance < 0:
@@ -77,6 +79,51 @@ def pointing_game(heatmaps, masks, tolerance: int = 0) -> np.ndarray:
     yy, xx = np.mgrid[:height, :width]
     near = (yy[None] - rows[:, None, None]) ** 2 + (xx[None] - cols[:, None, None]) ** 2 <= tolerance ** 2
     return (near & masks).any(axis=(1, 2))
+
+
+def centre_pointing_game(masks, tolerance: int = 0) -> np.ndarray:
+    """The pointing game of a map that ignores the image and points at its centre: ``(N,)`` bool.
+
+    The baseline a pointing accuracy should beat (objects are often in the middle of a photo).
+    ``masks``: boolean ``(N, H, W)`` or one ``(H, W)``; the centre is pixel ``(H // 2, W // 2)``;
+    ``tolerance`` as in :func:`pointing_game`.
+    """
+    masks = np.asarray(masks)
+    if masks.ndim not in (2, 3):
+        raise ValueError(f"centre_pointing_game needs masks of shape (N, H, W) or (H, W); got {masks.shape}.")
+    stack = masks[None] if masks.ndim == 2 else masks
+    height, width = stack.shape[1:]
+    centre = np.zeros((height, width), dtype="float64")
+    centre[height // 2, width // 2] = 1.0
+    return pointing_game(np.broadcast_to(centre, stack.shape), stack, tolerance)
+
+
+# ----------------------------------------------------------------------------- a model-free baseline
+
+def edge_map(images, normalize: bool = True) -> np.ndarray:
+    """Sobel edge strength of each image, a map that knows nothing of any model: float32 ``(N, H, W)``.
+
+    ``images``: ``(N, H, W, C)`` or one ``(H, W, C)`` (displayable or preprocessed: any range).
+    The channels are averaged to one grey image, then OpenCV's 3x3 Sobel derivatives give the
+    magnitude ``sqrt(dx**2 + dy**2)`` at each pixel. With ``normalize`` each map is divided by its
+    maximum ([0, 1]; a flat image gives zeros). Adebayo et al. 2018 compare saliency methods with it.
+    """
+    import cv2
+    batch = np.asarray(images, dtype="float32")
+    if batch.ndim == 3:
+        batch = batch[None]
+    if batch.ndim != 4:
+        raise ValueError(f"edge_map needs images of shape (N, H, W, C) or (H, W, C); got {batch.shape}.")
+    maps = []
+    for grey in batch.mean(axis=-1):
+        dx = cv2.Sobel(grey, cv2.CV_32F, 1, 0, ksize=3)
+        dy = cv2.Sobel(grey, cv2.CV_32F, 0, 1, ksize=3)
+        maps.append(np.sqrt(dx ** 2 + dy ** 2))
+    maps = np.stack(maps).astype("float32")
+    if not normalize:
+        return maps
+    peak = maps.reshape(len(maps), -1).max(axis=1).reshape(-1, 1, 1)
+    return np.where(peak > 0, maps / np.where(peak > 0, peak, 1), 0.0).astype("float32")
 
 
 # ----------------------------------------------------------------------------- deletion / insertion

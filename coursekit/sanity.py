@@ -7,6 +7,11 @@ random explains the image (edges, contrast), not the model.
 * :func:`randomize_layers`: a copy with the top ``n`` weighted layers re-initialised.
 * :func:`cascade`: the whole cascade on *one* working copy changed in place, so that explainers
   that build and compile a gradient function per model do it once instead of once per step.
+
+Data randomisation: train the same architecture on labels permuted at random until it memorises
+them (:func:`permuted_labels`, :func:`memorise`), and compare its explanations with those of the
+model trained on the true labels. A method that gives both models the same maps cannot be
+showing what the model learned about the classes.
 """
 from __future__ import annotations
 
@@ -125,3 +130,52 @@ def _split_softmax(model: keras.Model) -> keras.Model:
     outputs = keras.layers.Activation("softmax", name=f"{last.name}_softmax")(linear(last.input))
     linear.set_weights(last.get_weights())
     return keras.Model(model.inputs, outputs, name=model.name)
+
+
+# ----------------------------------------------------------------------------- data randomisation
+
+def permuted_labels(labels, seed: int = 0) -> np.ndarray:
+    """``labels`` in a random order (seeded): the same classes, in the same numbers, tied to no image.
+
+    The data-randomisation test of Adebayo et al. trains a model on these: whatever it learns,
+    it cannot be how the images relate to their labels.
+    """
+    labels = np.asarray(labels)
+    if labels.ndim != 1 or len(labels) < 2:
+        raise ValueError(f"labels must be a 1-D array of at least 2 class labels; got shape {labels.shape}.")
+    return np.random.default_rng(seed).permutation(labels)
+
+
+class _StopAtAccuracy(keras.callbacks.Callback):
+    def __init__(self, target: float):
+        super().__init__()
+        self.target = target
+
+    def on_epoch_end(self, epoch, logs=None):
+        if (logs or {}).get("accuracy", 0.0) >= self.target:
+            self.model.stop_training = True
+
+
+def memorise(model: keras.Model, images, labels, *, target: float = 0.95, max_epochs: int = 60,
+             batch_size: int = 128, learning_rate: float = 3e-3, verbose: int = 0) -> keras.callbacks.History:
+    """Train ``model`` on ``(images, labels)`` until its training accuracy reaches ``target``.
+
+    No validation split and no early stopping on a validation loss: the aim is to fit these very
+    examples, as a network fits labels that carry no information by memorising each image
+    (Zhang et al. 2017). Stops after ``max_epochs`` at the latest; ``len(history.history["loss"])``
+    is the number of epochs and ``history.history["accuracy"][-1]`` the accuracy reached. The
+    model is compiled here (Adam, sparse cross-entropy); ``images`` as :func:`coursekit.models.train`.
+    """
+    if not 0 < target <= 1:
+        raise ValueError(f"target must be a training accuracy in (0, 1]; got {target!r}.")
+    if isinstance(max_epochs, bool) or not isinstance(max_epochs, (int, np.integer)) or max_epochs < 1:
+        raise ValueError(f"max_epochs must be a whole number >= 1; got {max_epochs!r}.")
+    batch = np.asarray(images, dtype="float32")
+    batch = batch[..., None] if batch.ndim == 3 else batch
+    labels = np.asarray(labels)
+    if len(batch) != len(labels):
+        raise ValueError(f"{len(batch)} images but {len(labels)} labels: give one label per image.")
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss="sparse_categorical_crossentropy",
+                  metrics=["accuracy"], jit_compile=False)
+    return model.fit(batch, labels, epochs=int(max_epochs), batch_size=batch_size, shuffle=True,
+                     callbacks=[_StopAtAccuracy(target)], verbose=verbose)
