@@ -20,6 +20,7 @@ from typing import Iterator
 import keras
 import numpy as np
 
+from ._inputs import image_batch
 from .models import get_layer
 
 
@@ -170,8 +171,7 @@ def memorise(model: keras.Model, images, labels, *, target: float = 0.95, max_ep
         raise ValueError(f"target must be a training accuracy in (0, 1]; got {target!r}.")
     if isinstance(max_epochs, bool) or not isinstance(max_epochs, (int, np.integer)) or max_epochs < 1:
         raise ValueError(f"max_epochs must be a whole number >= 1; got {max_epochs!r}.")
-    batch = np.asarray(images, dtype="float32")
-    batch = batch[..., None] if batch.ndim == 3 else batch
+    batch = image_batch(model, images)
     labels = np.asarray(labels)
     if len(batch) != len(labels):
         raise ValueError(f"{len(batch)} images but {len(labels)} labels: give one label per image.")

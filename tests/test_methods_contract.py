@@ -59,7 +59,13 @@ METHODS: dict[str, Method] = {
     "saliency.vanilla_saliency": Method(saliency.vanilla_saliency, lambda n, h, w, c: (n, h, w)),
     "saliency.smoothgrad": Method(lambda model, images, **kw: saliency.smoothgrad(model, images, samples=3, **kw),
                                   lambda n, h, w, c: (n, h, w)),
+    "saliency.integrated_gradients": Method(
+        lambda model, images, **kw: saliency.integrated_gradients(model, images, steps=4, **kw),
+        lambda n, h, w, c: (n, h, w, c)),
+    "saliency.input_x_gradient": Method(saliency.input_x_gradient, lambda n, h, w, c: (n, h, w, c)),
+    "saliency.guided_backprop": Method(saliency.guided_backprop, lambda n, h, w, c: (n, h, w, c)),
     "cam.grad_cam": Method(cam.grad_cam, lambda n, h, w, c: (n, h, w)),
+    "cam.guided_grad_cam": Method(cam.guided_grad_cam, lambda n, h, w, c: (n, h, w, c)),
     "occlusion.occlusion_map": Method(
         lambda model, images, **kw: occlusion.occlusion_map(model, images, patch=_patch(images), stride=_patch(images),
                                                             **kw),
@@ -75,7 +81,8 @@ METHODS: dict[str, Method] = {
 
 # Methods that take (model, images) but train rather than explain: they validate images through
 # the same module (image_batch) but have no class_index, batch_size or map to check.
-TRAINERS = {"shortcuts.train_right_reasons": "trains the model in place"}
+TRAINERS = {"shortcuts.train_right_reasons": "trains the model in place",
+            "sanity.memorise": "trains the model in place until it fits its training labels"}
 
 
 def _spatial(model) -> str:
