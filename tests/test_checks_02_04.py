@@ -76,8 +76,23 @@ def gradcam_layer(model):
             return layer.name
 
 
+def integrated_gradients_map(scores_model, image, baseline, class_index, steps):
+    alphas = (np.arange(steps) + 0.5) / steps
+    points = tf.constant((baseline[None] + alphas[:, None, None, None] * (image - baseline)[None]).astype("float32"))
+    with tf.GradientTape() as tape:
+        tape.watch(points)
+        scores = scores_model(points)[:, class_index]
+    return (image - baseline) * tape.gradient(scores, points).numpy().mean(axis=0)
+
+
+def integrated_gradients_with_coursekit(scores_model, image, baseline, class_index, steps):
+    from coursekit import saliency
+    return saliency.integrated_gradients(scores_model, image, class_index, baseline=baseline, steps=steps)[0]
+
+
 RIGHT = {"02.1": filter_objective, "02.2": ascent_step, "02.3": to_display, "02.4": {"b", "c", "d"},
-         "03.1": saliency_map, "03.2": smoothgrad_map, "03.3": probability_gradient, "03.4": {"b", "c", "f"},
+         "03.1": saliency_map, "03.2": smoothgrad_map, "03.3": probability_gradient,
+         "03.4": integrated_gradients_map, "03.5": {"b", "c", "f", "g"},
          "04.1": channel_weights, "04.2": grad_cam_map, "04.3": gradcam_layer, "04.4": {"a", "d", "f"}}
 
 
@@ -86,6 +101,11 @@ def test_right_answers_pass_with_full_points(task_id):
     result = outcome(task_id, RIGHT[task_id])
     assert result.passed, result.message
     assert result.points == result.max_points == checks.find(task_id).points
+
+
+def test_coursekit_integrated_gradients_passes_03_4():
+    """The reference the task describes is coursekit's default rule (the middle of each piece)."""
+    assert outcome("03.4", integrated_gradients_with_coursekit).passed
 
 
 # ----------------------------------------------------------------------------- wrong answers: 02
@@ -329,6 +349,32 @@ def first_conv(model):
     return next(layer.name for layer in model.layers if isinstance(layer, keras.layers.Conv2D))
 
 
+def ig_variant(alphas_of, *, difference=True, times=None, average=True):
+    def answer(scores_model, image, baseline, class_index, steps):
+        alphas = alphas_of(steps)
+        points = tf.constant((baseline[None] + alphas[:, None, None, None] * (image - baseline)[None]).astype("float32"))
+        with tf.GradientTape() as tape:
+            tape.watch(points)
+            scores = scores_model(points)[:, class_index]
+        gradients = tape.gradient(scores, points).numpy()
+        mean = gradients.mean(axis=0) if average else gradients.sum(axis=0)
+        factor = (image - baseline) if difference else (image if times == "image" else 1.0)
+        return factor * mean
+    return answer
+
+
+MIDDLE = lambda steps: (np.arange(steps) + 0.5) / steps  # noqa: E731
+WRONG_03_4 = [
+    ("03.4", ig_variant(MIDDLE, difference=False), "multiply it by (image - baseline)"),
+    ("03.4", ig_variant(MIDDLE, difference=False, times="image"), "not by the image alone"),
+    ("03.4", ig_variant(MIDDLE, average=False), "divide their sum by steps"),
+    ("03.4", ig_variant(lambda steps: np.arange(steps) / steps), "start at the baseline itself"),
+    ("03.4", ig_variant(lambda steps: np.arange(1, steps + 1) / steps), "end at the image"),
+    ("03.4", ig_variant(lambda steps: np.ones(1)), "gradient at the image only"),
+    ("03.4", ig_variant(lambda steps: np.linspace(0, 1, 3)), "completeness"),
+    ("03.4", lambda scores_model, image, baseline, class_index, steps: (image - baseline).sum(axis=-1), "shape"),
+]
+
 WRONG_04 = [
     ("04.1", lambda g: g.mean(axis=(0, 1, 2)), "batch"),
     ("04.1", lambda g: g.sum(axis=(1, 2)), "add the gradients up"),
@@ -348,14 +394,14 @@ WRONG_04 = [
 ]
 
 
-@pytest.mark.parametrize("task_id, answer, words", WRONG_02 + WRONG_03 + WRONG_04)
+@pytest.mark.parametrize("task_id, answer, words", WRONG_02 + WRONG_03 + WRONG_03_4 + WRONG_04)
 def test_wrong_answers_get_a_specific_hint(task_id, answer, words):
     result = outcome(task_id, answer)
     assert not result.passed and result.points == 0 and not result.check_error, result.message
     assert words in result.message, result.message
 
 
-@pytest.mark.parametrize("task_id", ["02.1", "02.3", "03.3", "04.1", "04.2"])
+@pytest.mark.parametrize("task_id", ["02.1", "02.3", "03.3", "03.4", "04.1", "04.2"])
 def test_an_answer_hard_coded_from_one_check_fails_the_next(task_id):
     memorised = Memorised(RIGHT[task_id])
     assert outcome(task_id, memorised).passed, "while it still calls the reference"
@@ -363,7 +409,7 @@ def test_an_answer_hard_coded_from_one_check_fails_the_next(task_id):
     assert not outcome(task_id, memorised).passed  # new random cases
 
 
-@pytest.mark.parametrize("task_id, right", [("02.4", {"b", "c", "d"}), ("03.4", {"b", "c", "f"}),
+@pytest.mark.parametrize("task_id, right", [("02.4", {"b", "c", "d"}), ("03.5", {"b", "c", "f", "g"}),
                                             ("04.4", {"a", "d", "f"})])
 def test_multiple_choice_hint_is_the_same_whatever_is_wrong(task_id, right):
     wrong = [right - {min(right)}, right | {"e" if "e" not in right else "a"}, set("abcdef"), {"a"} ^ right]

@@ -45,7 +45,12 @@ def area_under_curve(scores):
     return float((scores[1:] + scores[:-1]).sum() / (2 * (len(scores) - 1)))
 
 
-RIGHT = {"07.1": spearman, "07.2": deletion_scores, "07.3": area_under_curve, "07.4": {"a", "c", "f"}}
+def guided_relu_gradient(unit_inputs, upstream):
+    return np.where((np.asarray(unit_inputs) > 0) & (np.asarray(upstream) > 0), upstream, 0.0)
+
+
+RIGHT = {"07.1": spearman, "07.2": deletion_scores, "07.3": area_under_curve, "07.4": guided_relu_gradient,
+         "07.5": {"a", "c", "f", "g"}}
 
 
 @pytest.mark.parametrize("task_id", sorted(RIGHT))
@@ -173,8 +178,20 @@ WRONG_07_3 = [
     (lambda y: np.full(2, area_under_curve(y)), "one number"),
 ]
 
+# ----------------------------------------------------------------------------- wrong answers: 07.4
+
+WRONG_07_4 = [
+    (lambda x, up: up * (x > 0), "ordinary gradient"),
+    (lambda x, up: np.maximum(up, 0), "deconvnet"),
+    (lambda x, up: up * (x >= 0) * (up > 0), "exactly 0 is off"),
+    (lambda x, up: ((x > 0) & (up > 0)).astype(float), "not a mask"),
+    (lambda x, up: np.abs(up) * (x > 0), "absolute value"),
+    (lambda x, up: up * (x > 0) * (up < 0), "AND upstream is positive"),
+    (lambda x, up: guided_relu_gradient(x, up).ravel()[:-1], "shape"),
+]
+
 WRONG = ([("07.1", *case) for case in WRONG_07_1] + [("07.2", *case) for case in WRONG_07_2]
-         + [("07.3", *case) for case in WRONG_07_3])
+         + [("07.3", *case) for case in WRONG_07_3] + [("07.4", *case) for case in WRONG_07_4])
 
 
 @pytest.mark.parametrize("task_id, answer, words", WRONG)
@@ -184,7 +201,7 @@ def test_wrong_answers_get_a_specific_hint(task_id, answer, words):
     assert words in result.message, result.message
 
 
-@pytest.mark.parametrize("task_id", ["07.1", "07.2", "07.3"])
+@pytest.mark.parametrize("task_id", ["07.1", "07.2", "07.3", "07.4"])
 def test_an_answer_hard_coded_from_one_check_fails_the_next(task_id):
     memorised = Memorised(RIGHT[task_id])
     assert outcome(task_id, memorised).passed, "while it still calls the reference"
@@ -193,10 +210,10 @@ def test_an_answer_hard_coded_from_one_check_fails_the_next(task_id):
 
 
 def test_multiple_choice_hint_is_the_same_whatever_is_wrong():
-    right = RIGHT["07.4"]
-    wrong = [right - {"a"}, right | {"b"}, set("abcdef"), {"a"} ^ right, {"d", "e"}]
-    messages = {outcome("07.4", answer).message for answer in wrong}
-    assert len(messages) == 1 and not any(outcome("07.4", answer).passed for answer in wrong)
-    assert outcome("07.4", "a, c, f").passed  # a string of letters works too
-    assert "not options" in outcome("07.4", {"z"}).message
+    right = RIGHT["07.5"]
+    wrong = [right - {"a"}, right - {"g"}, right | {"h"}, set("abcdefgh"), {"a"} ^ right, {"d", "e"}]
+    messages = {outcome("07.5", answer).message for answer in wrong}
+    assert len(messages) == 1 and not any(outcome("07.5", answer).passed for answer in wrong)
+    assert outcome("07.5", "a, c, f, g").passed  # a string of letters works too
+    assert "not options" in outcome("07.5", {"z"}).message
 

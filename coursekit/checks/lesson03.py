@@ -54,7 +54,7 @@ def _saliency_hint(got: np.ndarray, gradients: np.ndarray, top_gradients: np.nda
             "coursekit.saliency.vanilla_saliency(..., normalize=False) on a small example.")
 
 
-@task("03.1", points=3, answer="saliency_map", title="Vanilla saliency with a GradientTape")
+@task("03.1", points=2, answer="saliency_map", title="Vanilla saliency with a GradientTape")
 def _(saliency_map):
     from .. import models, saliency
     require_callable(saliency_map, "saliency_map")
@@ -82,7 +82,7 @@ def _(saliency_map):
 
 # ----------------------------------------------------------------------------- 03.2
 
-@task("03.2", points=3, answer="smoothgrad_map", title="SmoothGrad: average over noisy copies")
+@task("03.2", points=2, answer="smoothgrad_map", title="SmoothGrad: average over noisy copies")
 def _(smoothgrad_map):
     from .. import saliency
     require_callable(smoothgrad_map, "smoothgrad_map")
@@ -196,9 +196,81 @@ def _(probability_gradient):
 
 # ----------------------------------------------------------------------------- 03.4
 
+def _integrated_variants(model, image, baseline, class_index, steps):
+    """Integrated Gradients and its usual slips, each ``(H, W, C)``, from one set of path gradients."""
+    from .. import saliency
+
+    def mean_gradient(alphas):
+        points = baseline[None] + alphas[:, None, None, None].astype("float32") * (image - baseline)[None]
+        return saliency.input_gradients(model, points, class_index=class_index).astype("float64").mean(axis=0)
+
+    k = np.arange(steps)
+    middle = mean_gradient((k + 0.5) / steps)
+    difference = (image - baseline).astype("float64")
+    right = difference * middle
+    at_image = mean_gradient(np.ones(1))
+    return right, {
+        "no_difference": middle,
+        "image_only": image * middle,
+        "sum": difference * middle * steps,
+        "left": difference * mean_gradient(k / steps),
+        "right_end": difference * mean_gradient((k + 1) / steps),
+        "input_x_gradient": difference * at_image,
+    }
+
+
+_INTEGRATED_HINTS = {
+    "no_difference": "you return the average gradient along the path; multiply it by (image - baseline), "
+                     "pixel by pixel and channel by channel.",
+    "image_only": "multiply the average gradient by (image - baseline), not by the image alone: the "
+                  "attributions share out the difference from the baseline.",
+    "sum": "average the gradients over the steps points (divide their sum by steps).",
+    "left": "your points start at the baseline itself (alpha = 0, 1/steps, ...). Take the middle of each "
+            "of the steps pieces: alpha = (k + 0.5) / steps for k = 0, ..., steps - 1.",
+    "right_end": "your points end at the image (alpha = 1/steps, ..., 1): that is another rule. Take the "
+                 "middle of each piece: alpha = (k + 0.5) / steps for k = 0, ..., steps - 1.",
+    "input_x_gradient": "you use the gradient at the image only. Take it at every point of the path from "
+                        "the baseline to the image and average.",
+}
+
+
+@task("03.4", points=3, answer="integrated_gradients_map", title="Integrated Gradients from scratch")
+def _(integrated_gradients_map):
+    from .. import saliency
+    require_callable(integrated_gradients_map, "integrated_gradients_map")
+    rng = fresh_rng()
+    model, images = _random_classifier(rng)
+    logits_model = saliency.pre_softmax_model(model)
+    classes = int(model.outputs[0].shape[-1])
+    what = "integrated_gradients_map(scores_model, image, baseline, class_index, steps)"
+    baselines = (np.zeros_like(images[0]), rng.normal(size=images[0].shape).astype("float32"))
+    for baseline in baselines:
+        image = images[int(rng.integers(len(images)))]
+        class_index, steps = int(rng.integers(classes)), int(rng.integers(6, 17))
+        got = as_numbers(call(integrated_gradients_map, logits_model, image.copy(), baseline.copy(), class_index,
+                              steps, what=what), what)
+        if got.shape != image.shape:
+            raise Hint(f"for an image of shape {image.shape} your attributions have shape {got.shape}; they "
+                       f"should have the image's shape {image.shape}: one share per pixel and channel.")
+        right, variants = _integrated_variants(model, image, baseline, class_index, steps)
+        if close(got, right, 2e-3):
+            continue
+        for name, variant in variants.items():
+            if not close(variant, right, 2e-3) and close(got, variant, 2e-3):
+                raise Hint(_INTEGRATED_HINTS[name])
+        scores = np.asarray(logits_model(np.stack([image, baseline])))[:, class_index]
+        raise Hint(f"with steps = {steps}, your attributions add up to {got.sum():.4g}; those of Integrated "
+                   f"Gradients add up to {right.sum():.4g}, close to score(image) - score(baseline) = "
+                   f"{scores[0] - scores[1]:.4g} (completeness). Average the gradient of the class score at "
+                   "baseline + alpha * (image - baseline) for alpha = (k + 0.5) / steps, k = 0, ..., steps - 1, "
+                   "then multiply by (image - baseline).")
+
+
+# ----------------------------------------------------------------------------- 03.5
+
 choice_task(
-    "03.4", points=2, answer="true_statements", title="Reading saliency maps (multiple choice)",
-    options="abcdef",
-    key="842ebf805fcd9b12cd7f947ca6e5f304e61447d3019b1f9363e56db02831c9f0",
+    "03.5", points=1, answer="true_statements", title="Reading saliency maps and attributions (multiple choice)",
+    options="abcdefgh",
+    key="7a4c0a402f495fa43a7453bd8f97fdb734ace09d84f3b69abbaf91a5b5ff1798",
     hint="at least one statement is judged wrongly. For each one, find the section of lesson 03 "
          "that speaks of it, or try it with your functions above.")

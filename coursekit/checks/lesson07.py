@@ -65,7 +65,7 @@ def _correlated_maps(rng: np.random.Generator, height: int, width: int):
     return a * rng.uniform(0.5, 5), b
 
 
-@task("07.1", points=3, answer="spearman", title="Rank correlation of two maps")
+@task("07.1", points=2, answer="spearman", title="Rank correlation of two maps")
 def _(spearman):
     from scipy.stats import spearmanr
 
@@ -284,9 +284,52 @@ def _(area_under_curve):
 
 # ----------------------------------------------------------------------------- 07.4
 
+_GUIDED_HINTS = {
+    "plain": "that is the ordinary gradient of a ReLU (passed where the unit's input is positive). Guided "
+             "Backprop also stops the gradient where the gradient arriving from above is negative.",
+    "deconvnet": "that is the deconvnet's rule (only the sign of the gradient from above). Guided Backprop "
+                 "also needs the unit to have been on: its input positive.",
+    "at_zero": "a unit whose input is exactly 0 is off: nothing passes back through it (TensorFlow's ReLU "
+               "gradient at 0 is 0). Use > 0, not >= 0.",
+    "mask": "return the gradient that passes back (upstream values where both conditions hold, 0 elsewhere), "
+            "not a mask of where it passes.",
+    "absolute": "keep the values of the gradient from above as they are where it passes; do not take their "
+                "absolute value.",
+}
+
+
+@task("07.4", points=2, answer="guided_relu_gradient", title="Guided Backprop's rule at a ReLU")
+def _(guided_relu_gradient):
+    require_callable(guided_relu_gradient, "guided_relu_gradient")
+    rng = fresh_rng()
+    what = "guided_relu_gradient(unit_inputs, upstream)"
+    for shape in ((int(rng.integers(5, 12)),), tuple(int(n) for n in rng.integers(2, 6, size=3))):
+        unit_inputs = rng.normal(size=shape)
+        unit_inputs[rng.random(shape) < 0.2] = 0.0          # units sitting exactly at the kink
+        upstream = rng.normal(size=shape) * rng.uniform(0.5, 3)
+        got = as_numbers(call(guided_relu_gradient, unit_inputs.copy(), upstream.copy(), what=what), what)
+        right = upstream * (unit_inputs > 0) * (upstream > 0)
+        if got.shape != right.shape:
+            raise Hint(f"for inputs of shape {shape} you return shape {got.shape}: the gradient passed back has "
+                       "the shape of the unit's inputs.")
+        if close(got, right, 1e-9, floor=1.0):
+            continue
+        variants = {"plain": upstream * (unit_inputs > 0), "deconvnet": np.maximum(upstream, 0),
+                    "at_zero": upstream * (unit_inputs >= 0) * (upstream > 0),
+                    "mask": ((unit_inputs > 0) & (upstream > 0)).astype("float64"),
+                    "absolute": np.abs(upstream) * (unit_inputs > 0)}
+        for name, variant in variants.items():
+            if close(got, variant, 1e-9, floor=1.0):
+                raise Hint(_GUIDED_HINTS[name])
+        raise Hint("Guided Backprop passes the gradient from above (upstream) back through a ReLU only where the "
+                   "unit's input is positive AND upstream is positive; everywhere else 0.")
+
+
+# ----------------------------------------------------------------------------- 07.5
+
 choice_task(
-    "07.4", points=2, answer="true_statements", title="Reading sanity checks (multiple choice)",
-    options="abcdef",
-    key="871b7e7c19434ee43b7b02eaef68b16a599e6c1e2c7d9b4b3706aa6b5594f83a",
+    "07.5", points=1, answer="true_statements", title="Reading sanity checks (multiple choice)",
+    options="abcdefgh",
+    key="27400ed0f7d0ac894c9d3348e04fe0c51bc118c7f8014988aae54262885017e4",
     hint="at least one statement is judged wrongly. For each one, find the section of lesson 07 "
          "that speaks of it, or try it with your functions above.")
