@@ -66,7 +66,7 @@ PROFILES: dict[str, Profile] = {
     "smoke": Profile("smoke", imagenet_model="mobilenet_v2", mnist_sample=True, epochs=2,
                      batch_size=64, n_filters=4, ascent_steps=8, pattern_size=128,
                      smoothgrad_samples=6, tsne_points=300, top_k=6, n_units=3,
-                     curve_steps=10, scorecam_max_n=16, explain_images=4, units_dataset="mnist",
+                     curve_steps=8, scorecam_max_n=16, explain_images=3, units_dataset="mnist",
                      cascade_steps=3),
 }
 
