@@ -271,3 +271,16 @@ def test_a_model_with_two_image_inputs_gets_a_clear_error():
     for name in METHOD_NAMES:
         with pytest.raises(ValueError, match="has 2 inputs .*one image input"):
             METHODS[name].run(model, images)
+
+
+def test_preprocess_refuses_a_photo_of_another_size():
+    """The mistake of preprocessing a photo as loaded, not at the model's size, is named at once."""
+    from coursekit.data import sample_image
+    from coursekit.env import profile
+    net = load_pretrained(profile("smoke").imagenet_model)
+    height, width = net.input_size
+    photo = sample_image("cat")
+    assert photo.shape[:2] != (height, width)
+    with pytest.raises(ValueError, match=rf"Resize them to {height}x{width} first: net.load_image"):
+        net.preprocess(photo)
+    assert net.preprocess(net.load_image("cat")).shape == (1, height, width, 3)
