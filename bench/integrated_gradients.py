@@ -13,8 +13,8 @@
    measured at 17 points): when ``--steps`` would not fit in 60% of the available memory, both
    are compared at the largest step count that fits, and coursekit alone is timed at ``--steps``.
 2. Memory: coursekit at 32 and at 256 steps with the same ``--batch-size``, each in a fresh
-   process: the peak resident memory (ru_maxrss) of the call above what the process held after
-   loading the model and one warm-up call. coursekit streams the path points through batches of
+   process: the peak resident memory (VmHWM) of the process, and how much the call added to the
+   peak reached after loading the model and one warm-up call. coursekit streams the path points through batches of
    ``--batch-size``, so this should not grow with the steps; the keras.io-style batch of all points
    grows linearly with them.
 """
@@ -121,16 +121,23 @@ def speed(args) -> None:
         print(f"  coursekit at {args.steps} steps: {(time.perf_counter() - start) * 1000 / len(batch):.0f} ms per image")
 
 
+def peak_kb() -> int:
+    """This process's peak resident memory, kB: VmHWM (ru_maxrss would include the parent's peak)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss   # not Linux: an upper bound
+
+
 def memory_child(steps: int, batch_size: int) -> None:
     """Run in a fresh process: print {"before": kB, "peak": kB} around one call."""
     from coursekit import saliency
     model = xception()
     batch = sample_batch(1)
     saliency.integrated_gradients(model, batch, steps=2, batch_size=batch_size)      # warm-up
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    before = peak_kb()
     saliency.integrated_gradients(model, batch, steps=steps, batch_size=batch_size)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    print(json.dumps({"before": before, "peak": peak}), flush=True)
+    print(json.dumps({"before": before, "peak": peak_kb()}), flush=True)
 
 
 def memory(args) -> None:
@@ -154,12 +161,14 @@ def main():
     parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--skip-memory", action="store_true", help="only the speed comparison")
+    parser.add_argument("--skip-speed", action="store_true", help="only the memory comparison")
     parser.add_argument("--memory-child", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.memory_child:
         memory_child(args.memory_child, args.batch_size)
         return
-    speed(args)
+    if not args.skip_speed:
+        speed(args)
     if not args.skip_memory:
         memory(args)
 
