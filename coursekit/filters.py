@@ -18,9 +18,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from . import _cache
-from ._gradients import chunks
-from .models import get_layer, require_spatial
+from . import _cache, _inputs
+from ._inputs import find_layer, require_spatial
 
 START_NOISE = 0.1     # the start image is uniform noise in [-0.1, 0.1] around 0 (mid-grey after
                       # the [-1, 1] preprocessing of Xception and MobileNet)
@@ -66,8 +65,8 @@ def filter_patterns(model: keras.Model, layer: str, filters, steps: int = 30, si
     optimised together, one image each, as a batch in a compiled step: all of them at once on a
     GPU, ``CPU_BATCH`` at a time on a CPU (``batch_size`` overrides this). Filter ``f`` starts
     from noise drawn from ``(seed, f)`` and images do not interact, so a filter's result does not
-    depend on the others in the batch. ``size``: side of the images in pixels; a model with a fixed input size needs exactly
-    that size. ``lr``: L2 length of each step in input units. ``regularize``: add jitter and blur
+    depend on the others in the batch. ``size``: side of the images in pixels; a model with a
+    fixed input size needs exactly that size. ``lr``: L2 length of each step in input units. ``regularize``: add jitter and blur
     (module docstring). The images are in the model's preprocessed input space: show them with
     :func:`deprocess`.
 
@@ -96,15 +95,14 @@ def filter_patterns(model: keras.Model, layer: str, filters, steps: int = 30, si
                                                         progress=progress, lr=None)
         report = AscentReport(layer, tuple(indices), start, final, ())
         return (images, report) if return_report else images
-    extractor = _cache.per_model(model, ("layer_output", layer),
-                                 lambda: keras.Model(model.inputs, target.output))
+    extractor = _inputs.outputs_model(model, [layer])   # a layer inside a nested backbone works too
     _check_map_size(extractor, size, layer)
     step = _cache.per_model(model, ("ascent_step", layer, size), lambda: _ascent_step(extractor, size))
     blur = _cache.per_model(model, ("blur", channels), lambda: _blur(channels))
 
     if batch_size is None:
         batch_size = len(indices) if tf.config.list_physical_devices("GPU") else CPU_BATCH
-    parts = chunks(len(indices), batch_size)
+    parts = _inputs.batches(len(indices), batch_size)
     images = [tf.constant(np.stack([start_image(seed, f, size, channels) for f in indices[part]]))
               for part in parts]
     chosen = [tf.constant(indices[part], dtype=tf.int32) for part in parts]
@@ -275,7 +273,7 @@ def filter_weights(model: keras.Model, layer: str) -> np.ndarray:
     Draw them with :func:`coursekit.plotting.show_kernels_rgb` (3 input channels) or
     :func:`coursekit.plotting.show_kernel_channels`.
     """
-    found = get_layer(model, layer)
+    found = find_layer(model, layer)
     if isinstance(found, keras.layers.SeparableConv2D):
         return np.asarray(found.depthwise_kernel)
     if isinstance(found, (keras.layers.Conv2D, keras.layers.DepthwiseConv2D)):
@@ -379,7 +377,7 @@ def _fourier_search(model, key, score, targets, size, steps, seed, *, grey, prep
                                      lambda: _fourier_step(score, size, preprocess))
     if batch_size is None:
         batch_size = len(targets) if tf.config.list_physical_devices("GPU") else CPU_BATCH
-    parts = chunks(len(targets), batch_size)
+    parts = _inputs.batches(len(targets), batch_size)
     seeds = [(seed, int(t)) for t in targets]
     spectra = [tf.constant(fv.start_spectrum(seeds[part], size, grey=grey)) for part in parts]
     chosen = [tf.constant(np.asarray(targets[part], dtype="int32")) for part in parts]
@@ -412,8 +410,8 @@ def _fourier_filter_patterns(model, layer, indices, steps, size, seed, *, prepro
     if int(model.inputs[0].shape[-1]) != 3:
         raise ValueError(f"The Fourier parameterisation makes RGB images; model {model.name!r} takes "
                          f"{model.inputs[0].shape[-1]} channel(s). Use parameterization='pixels'.")
-    target = require_spatial(model, layer, purpose="Gradient ascent on a filter")
-    extractor = _cache.per_model(model, ("layer_output", layer), lambda: keras.Model(model.inputs, target.output))
+    require_spatial(model, layer, purpose="Gradient ascent on a filter")
+    extractor = _inputs.outputs_model(model, [layer])
     _check_map_size(extractor, size, layer)
     return _fourier_search(model, ("filter", layer), _filter_score(extractor), np.asarray(indices), size, steps,
                            seed, grey=False, preprocess=preprocess, batch_size=batch_size, progress=progress,
@@ -459,8 +457,6 @@ def class_pattern(model: keras.Model, class_index, steps: int = 128, *, paramete
     Returns float32 ``(K, size, size, 3)`` in the model's input range (show with :func:`to_uint8`),
     or ``(images, ClassPatternReport)`` with ``return_report``.
     """
-    from ._gradients import class_codes, n_classes
-    from .models import pre_softmax
     _check_parameterization(parameterization)
     if start not in ("grey", "noise"):
         raise ValueError(f"start must be 'grey' or 'noise'; got {start!r}.")
@@ -470,16 +466,14 @@ def class_pattern(model: keras.Model, class_index, steps: int = 128, *, paramete
     if class_index is None or count == 0:
         raise ValueError("class_pattern needs a class: pass an int or a list of ints "
                          "(Pretrained.class_index('tabby') gives the index of a name).")
-    classes = class_codes(class_index, count, n_classes(model))
+    classes = _inputs.class_codes(class_index, count, _inputs.n_classes(model))
     fixed = tuple(model.inputs[0].shape[1:3])
     if size is None:
         if None in fixed:
             raise ValueError(f"Model {model.name!r} takes any image size: pass size (e.g. 224).")
         size = int(fixed[0])
     channels = _check_size(model, size)
-    logits_model = pre_softmax(model)
-    logits_call = _cache.per_model(model, "class_pattern_logits",
-                                   lambda: keras.Model(logits_model.inputs[0], logits_model.outputs[0]))
+    logits_call = _inputs.outputs_model(model, [], logits=True)  # class scores before the softmax
 
     def score(x, targets):
         return tf.gather(logits_call(x, training=False), targets, axis=1, batch_dims=1)
@@ -496,7 +490,7 @@ def class_pattern(model: keras.Model, class_index, steps: int = 128, *, paramete
             model, score, classes, size, channels, steps, seed, start=start, lr=10.0 if lr is None else lr,
             input_range=_input_range(input_range), batch_size=batch_size, progress=progress)
     top = np.concatenate([logits_call(images[part], training=False).numpy().argmax(axis=1)
-                          for part in chunks(len(images), 16)])
+                          for part in _inputs.batches(len(images), 16)])
     if not return_report:
         return images
     return images, ClassPatternReport(tuple(int(c) for c in classes), start_logit, final_logit, top)
@@ -528,7 +522,7 @@ def _pixel_class_search(model, score, classes, size, channels, steps, seed, *, s
     blur = _cache.per_model(model, ("blur", channels), lambda: _blur(channels))
     if batch_size is None:
         batch_size = len(classes) if tf.config.list_physical_devices("GPU") else CPU_BATCH
-    parts = chunks(len(classes), batch_size)
+    parts = _inputs.batches(len(classes), batch_size)
     if start == "grey":
         starts = np.full((len(classes), size, size, channels), middle, dtype="float32")
     else:
@@ -576,19 +570,8 @@ def deep_dream(model: keras.Model, image, layers, octaves: int = 3, steps: int =
         raise ValueError(f"octaves must be >= 1 and steps >= 0; got octaves={octaves}, steps={steps}.")
     if octave_scale <= 1:
         raise ValueError(f"octave_scale must be > 1 (each octave that much smaller); got {octave_scale}.")
-    batch = np.asarray(image, dtype="float32")
-    single = batch.ndim == 3
-    if single:
-        batch = batch[None]
-    expected = tuple(model.inputs[0].shape[1:])
-    if batch.ndim != 4 or batch.shape[-1] != expected[-1]:
-        raise ValueError(f"deep_dream needs one preprocessed image (H, W, {expected[-1]}) or a batch "
-                         f"(N, H, W, {expected[-1]}); got shape {np.asarray(image).shape}.")
-    fixed = expected[:2]
-    if None not in fixed and tuple(batch.shape[1:3]) != fixed:
-        raise ValueError(f"Model {model.name!r} takes {fixed[0]}x{fixed[1]} images; got {batch.shape[1]}x"
-                         f"{batch.shape[2]}. Resize the photo with net.load_image, or dream on the model "
-                         "built with include_top=False, which takes any size.")
+    batch = _inputs.image_batch(model, image)
+    fixed = _inputs.input_shape(model)[:2]
     if None not in fixed and octaves > 1:
         raise ValueError(f"Model {model.name!r} takes only {fixed[0]}x{fixed[1]} images, so it cannot see the "
                          "smaller octaves: pass octaves=1, or use the model built with include_top=False.")
@@ -616,13 +599,11 @@ def deep_dream(model: keras.Model, image, layers, octaves: int = 3, steps: int =
             bar.update(1)
         detail = dreamed - base
     bar.close()
-    result = dreamed.numpy().astype("float32")
-    return result[0] if single else result
+    return dreamed.numpy().astype("float32").reshape(np.shape(image))
 
 
 def _dream_step(model, names, lo, hi):
-    outputs = [require_spatial(model, name).output for name in names]
-    extractor = keras.Model(model.inputs[0], outputs)
+    extractor = _inputs.outputs_model(model, names)
     spec = [tf.TensorSpec((None, None, None, model.inputs[0].shape[-1]), tf.float32),
             tf.TensorSpec((2,), tf.int32), tf.TensorSpec((), tf.float32)]
 
@@ -642,13 +623,19 @@ def _dream_step(model, names, lo, hi):
     return step
 
 
-def layer_activation(model: keras.Model, images, layers) -> np.ndarray:
-    """Per image ``(N,)``: the sum over ``layers`` of each layer's mean activation (DeepDream's objective)."""
+def layer_activation(model: keras.Model, images, layers, *, batch_size: int = 32) -> np.ndarray:
+    """Per image ``(N,)``, float32: the sum over ``layers`` (a name or a list) of each layer's mean
+    activation, DeepDream's objective. ``images``: a preprocessed batch or one image."""
     names = [layers] if isinstance(layers, str) else list(layers)
-    batch = np.asarray(images, dtype="float32")
-    batch = batch[None] if batch.ndim == 3 else batch
-    extractor = _cache.per_model(model, ("layer_activation", tuple(names)), lambda: keras.Model(
-        model.inputs[0], [require_spatial(model, name).output for name in names]))
-    maps = extractor(batch, training=False)
-    maps = maps if isinstance(maps, (list, tuple)) else [maps]
-    return np.sum([np.asarray(m).mean(axis=(1, 2, 3)) for m in maps], axis=0)
+    if not names:
+        raise ValueError("layers is empty: name at least one layer, e.g. net.feature_layers[2].")
+    for name in names:
+        require_spatial(model, name, purpose="layer_activation")
+    batch = _inputs.image_batch(model, images)
+    extractor = _inputs.outputs_model(model, names)
+    totals = []
+    for part in _inputs.batches(len(batch), batch_size):
+        maps = extractor(batch[part], training=False)
+        maps = maps if isinstance(maps, (list, tuple)) else [maps]
+        totals.append(np.sum([np.asarray(m, dtype="float64").mean(axis=(1, 2, 3)) for m in maps], axis=0))
+    return np.concatenate(totals).astype("float32")
