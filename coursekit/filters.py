@@ -18,7 +18,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from . import _cache, _inputs
+from . import _cache, _featurevis, _inputs
 from ._inputs import find_layer, require_spatial
 
 START_NOISE = 0.1     # the start image is uniform noise in [-0.1, 0.1] around 0 (mid-grey after
@@ -290,6 +290,7 @@ def filter_weights(model: keras.Model, layer: str) -> np.ndarray:
 # which parts of the article's method are used, and how).
 
 PARAMETERIZATIONS = ("pixels", "fourier")
+high_frequency_share = _featurevis.high_frequency_share  # (N,) share of spectral energy above 0.25 cycles/pixel
 ADAM_BETAS = (0.9, 0.999)
 
 
@@ -338,7 +339,7 @@ def _adam_ascent(params, gradient, m, v, t, lr):
 def _fourier_step(score, size: int, preprocess):
     """Compiled ``(spectrum, m, v, t, warps, targets, lr) -> (spectrum, m, v, scores)``; ``score(x, targets)``
     gives one number per image of a preprocessed batch ``x``. ``scores`` are measured before the step."""
-    from . import _featurevis as fv
+    fv = _featurevis
     scale = tf.constant(fv.frequency_scale(size))
     spectrum_spec = tf.TensorSpec((None, 2, 3, size, size // 2 + 1), tf.float32)
     signature = [spectrum_spec, spectrum_spec, spectrum_spec, tf.TensorSpec((), tf.float32),
@@ -371,7 +372,7 @@ def _fourier_search(model, key, score, targets, size, steps, seed, *, grey, prep
     Image ``i`` starts from ``(seed, targets[i])`` and is warped by transforms drawn from them
     alone, so its result does not depend on the other images of the batch.
     """
-    from . import _featurevis as fv
+    fv = _featurevis
     preprocess = preprocess or default_preprocess
     step, measure = _cache.per_model(model, ("fourier", key, size, preprocess),
                                      lambda: _fourier_step(score, size, preprocess))
