@@ -7,6 +7,12 @@ Distill article "Feature Visualization" (Olah, Mordvintsev and Schubert, 2017) f
 high-frequency noise plain ascent produces: *transformation robustness* (the image is shifted by a
 random jitter of a few pixels before every step, so a pattern must work wherever it lies) and
 *frequency penalisation* (a light Gaussian blur after every step).
+
+``filter_patterns(..., parameterization="fourier")`` and :func:`class_pattern` search in the
+article's own way instead: a Fourier-space image with decorrelated colour, randomly warped
+before every step (``coursekit._featurevis`` says which parts are used). :func:`class_pattern`
+maximises a class score (Simonyan et al. 2013); :func:`deep_dream` amplifies what whole layers
+see in a photo (Mordvintsev et al. 2015).
 """
 from __future__ import annotations
 
