@@ -469,8 +469,11 @@ def class_pattern(model: keras.Model, class_index, steps: int = 128, *, paramete
         raise ValueError(f"start must be 'grey' or 'noise'; got {start!r}.")
     if steps < 0:
         raise ValueError(f"steps must be >= 0; got {steps}.")
-    count = 1 if isinstance(class_index, numbers.Integral) else len(list(class_index))
-    if class_index is None or count == 0:
+    if isinstance(class_index, str):
+        raise TypeError(f"class_index must be an int or a list of ints; got the name {class_index!r}. "
+                        f"Pretrained.class_index({class_index!r}) gives its index.")
+    count = 1 if isinstance(class_index, numbers.Integral) else len(list(class_index or []))
+    if count == 0:
         raise ValueError("class_pattern needs a class: pass an int or a list of ints "
                          "(Pretrained.class_index('tabby') gives the index of a name).")
     classes = _inputs.class_codes(class_index, count, _inputs.n_classes(model))

@@ -99,6 +99,10 @@ def test_class_pattern_bad_input(mobilenet_v2, v2_features):
         filters.class_pattern(model, 1, steps=1, start="black", progress=False)
     with pytest.raises(TypeError, match="class_index"):
         filters.class_pattern(model, ["tabby"], steps=1, progress=False)
+    with pytest.raises(TypeError, match=r"class_index\('tabby'\) gives its index"):
+        filters.class_pattern(model, "tabby", steps=1, progress=False)
+    with pytest.raises(ValueError, match="needs a class"):
+        filters.class_pattern(model, None, steps=1, progress=False)
     with pytest.raises(ValueError, match="class scores"):
         filters.class_pattern(v2_features.model, 1, steps=1, size=64, progress=False)
 
