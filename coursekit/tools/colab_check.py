@@ -260,6 +260,7 @@ def kernel_environment(env_dir: Path) -> dict[str, str]:
     variables.setdefault("COURSEKIT_PROFILE", "smoke")
     variables["COURSEKIT_OFFLINE"] = "1"
     variables.setdefault("COURSEKIT_REQUIRE_PRETRAINED", "1")
+    variables["PYDEVD_DISABLE_FILE_VALIDATION"] = "1"  # ipykernel's debugger: no "frozen modules" lines
     for name in ("PYTHONPATH", "VIRTUAL_ENV", "JUPYTER_PATH", "MPLBACKEND"):
         variables.pop(name, None)
     for name, folder in (("JUPYTER_DATA_DIR", "jupyter-data"), ("JUPYTER_CONFIG_DIR", "jupyter-config"),
@@ -295,7 +296,7 @@ def run_notebooks_here(paths: list[str]) -> int:
     return 1 if failures else 0
 
 
-def versions_line(env_dir: Path) -> str:
+def versions_line(env_dir: Path, notebook_folder: Path) -> str:
     """The versions the kernel will import, as imported by the environment's Python."""
     probe = ("import importlib, json, sys\n"
              f"modules = {[(label, module, attr) for label, module, attr in REPORTED_MODULES]!r}\n"
@@ -304,11 +305,15 @@ def versions_line(env_dir: Path) -> str:
              "    found[label] = getattr(importlib.import_module(module), attr)\n"
              "found['coursekit from'] = importlib.import_module('coursekit').__file__\n"
              "print(json.dumps(found))\n")
+    # from a notebook folder, as a kernel imports them (its working folder is first on sys.path)
     result = subprocess.run([str(env_python(env_dir)), "-c", probe], capture_output=True, text=True,
-                            env=kernel_environment(env_dir))
+                            env=kernel_environment(env_dir), cwd=notebook_folder)
     if result.returncode != 0:
         raise ColabCheckError(f"The Colab environment cannot import the course's packages:\n{result.stderr[-3000:]}")
     found = json.loads(result.stdout.strip().splitlines()[-1])
+    if not Path(found["coursekit from"]).resolve().is_relative_to(env_dir.resolve()):
+        raise ColabCheckError(f"The kernels would import coursekit from {found['coursekit from']}, not from the "
+                              f"installed copy in {env_dir}: the check would not test what the setup cell installs.")
     return " | ".join(f"{name} {version}" for name, version in found.items())
 
 
@@ -341,7 +346,7 @@ def check(root: Path, paths: list[str] | None = None, install_only: bool = False
         raise ColabCheckError(message)
     print("The install changed none of Colab's packages; it added only: "
           + ", ".join(f"{name} {version}" for name, version in report.added.items()))
-    print("Colab stack: " + versions_line(env_dir), flush=True)
+    print("Colab stack: " + versions_line(env_dir, root / NOTEBOOK_FOLDERS[0]), flush=True)
     if install_only:
         return 0
     chosen = paths or [str(path.relative_to(root)) for path in notebooks(root)]
