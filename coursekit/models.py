@@ -183,6 +183,23 @@ def get_layer(model: keras.Model, name: str) -> keras.layers.Layer:
                      "(model.summary() lists every layer.)")
 
 
+def check_channel(model: keras.Model, layer: str, channel) -> int:
+    """``channel`` as an int, checked to be one of ``layer``'s channels (units): ``0 <= channel < C``.
+
+    ``C`` is the last axis of the layer's output (channels of a feature map, units of a dense
+    layer). A wrong layer name lists the closest names; a channel out of range gives the range.
+    """
+    found = get_layer(model, layer)
+    count = int(found.output.shape[-1])
+    if isinstance(channel, bool) or not isinstance(channel, (int, np.integer)):
+        raise ValueError(f"channel must be a whole number between 0 and {count - 1} (layer {layer!r} has "
+                         f"{count}); got {channel!r}.")
+    if not 0 <= channel < count:
+        raise ValueError(f"Layer {layer!r} has {count} channels, numbered 0 to {count - 1}; got channel {channel}. "
+                         "Pick one in that range.")
+    return int(channel)
+
+
 def output_rank(layer: keras.layers.Layer) -> int:
     return len(layer.output.shape)
 
