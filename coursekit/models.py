@@ -191,11 +191,12 @@ def check_channel(model: keras.Model, layer: str, channel) -> int:
     """
     found = get_layer(model, layer)
     count = int(found.output.shape[-1])
+    kind = "units" if output_rank(found) == 2 else "channels"  # a dense layer's outputs are units
     if isinstance(channel, bool) or not isinstance(channel, (int, np.integer)):
         raise ValueError(f"channel must be a whole number between 0 and {count - 1} (layer {layer!r} has "
-                         f"{count}); got {channel!r}.")
+                         f"{count} {kind}); got {channel!r}.")
     if not 0 <= channel < count:
-        raise ValueError(f"Layer {layer!r} has {count} channels, numbered 0 to {count - 1}; got channel {channel}. "
+        raise ValueError(f"Layer {layer!r} has {count} {kind}, numbered 0 to {count - 1}; got {channel}. "
                          "Pick one in that range.")
     return int(channel)
 

@@ -150,9 +150,9 @@ def test_a_layer_that_does_not_exist_is_named_with_close_matches(small_cnn):
 
 def test_a_channel_beyond_the_layer_gives_its_range(small_cnn):
     assert models.check_channel(small_cnn, "conv_a", np.int64(7)) == 7
-    with pytest.raises(ValueError, match=r"'conv_a' has 8 channels, numbered 0 to 7; got channel 8"):
+    with pytest.raises(ValueError, match=r"'conv_a' has 8 channels, numbered 0 to 7; got 8"):
         models.check_channel(small_cnn, "conv_a", 8)
-    with pytest.raises(ValueError, match="numbered 0 to 4; got channel -1"):
+    with pytest.raises(ValueError, match="'predictions' has 5 units, numbered 0 to 4; got -1"):
         models.check_channel(small_cnn, "predictions", -1)
     with pytest.raises(ValueError, match="whole number"):
         models.check_channel(small_cnn, "conv_a", "3")
