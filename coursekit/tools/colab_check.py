@@ -225,7 +225,7 @@ def setup_cell_pip_args(root: Path, commit: str) -> list[str]:
 
 def install_like_setup_cell(python: str | Path, pip_args: list[str], before: dict[str, str]) -> InstallReport:
     """``pip install pip_args`` into ``python``'s environment; compare its packages with ``before``."""
-    pip(python, "install", *pip_args)
+    pip(python, "install", *pip_args, quiet=False)  # pip's own warnings (a dependency conflict) are shown
     after = installed(python)
     added = {name: after[name] for name in sorted(set(after) - set(before))}
     changed = {name: (version, after.get(name, "removed")) for name, version in sorted(before.items())
