@@ -20,12 +20,14 @@ from coursekit import env, features, models
 
 ROOT = Path(__file__).resolve().parents[1]
 LESSONS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+WITH_SOLUTIONS = LESSONS + sorted((ROOT / "solutions").glob("[0-9][0-9]_*.ipynb"))  # forms there are checked too
 LESSONS_WITH_FORMS = range(1, 9)  # lessons 01-08 must each have at least one form field
 FORM = re.compile(r"^(?P<assign>[A-Za-z_]\w*\s*=\s*.+?)\s*#\s*@param\s*(?P<annotation>.*)$")
 COLAB_TYPES = {"string", "number", "integer", "boolean", "slider", "date", "raw"}
 # A form variable whose name has one of these words holds a size: its default must come from the profile.
 SIZE_WORDS = {"epochs", "steps", "samples", "filters", "size", "units", "points", "images", "batch"}
 PROFILE_FIELDS = {field.name for field in dataclasses.fields(env.Profile)}
+PRETRAINED_FIELDS = {field.name for field in dataclasses.fields(models.Pretrained)}
 # Layer names that belong to one profile's ImageNet model (typed into a form, they break the others).
 MODEL_LAYERS = {name for spec in models.SPECS.values()
                 for name in (spec.last_conv_layer, *spec.feature_layers, *spec.pattern_layers)}
@@ -69,7 +71,7 @@ def test_lesson_has_form_fields(path):
                             "(layer, channel, class, photo, steps) `name = default  #@param ...` lines.")
 
 
-@pytest.mark.parametrize("path", LESSONS, ids=lambda p: p.name)
+@pytest.mark.parametrize("path", WITH_SOLUTIONS, ids=lambda p: f"{p.parent.name}/{p.name}")
 def test_form_fields_are_valid_colab_and_plain_python(path):
     for form in forms_of(path):
         annotation = form.annotation
@@ -100,7 +102,7 @@ def test_form_fields_are_valid_colab_and_plain_python(path):
             assert isinstance(default, int) and not isinstance(default, bool), form.line
 
 
-@pytest.mark.parametrize("path", LESSONS, ids=lambda p: p.name)
+@pytest.mark.parametrize("path", WITH_SOLUTIONS, ids=lambda p: f"{p.parent.name}/{p.name}")
 def test_no_size_the_profile_owns_is_typed_into_a_form(path):
     for form in forms_of(path):
         default = literal(form.value)
@@ -109,6 +111,10 @@ def test_no_size_the_profile_owns_is_typed_into_a_form(path):
             assert not (words & SIZE_WORDS or form.name in PROFILE_FIELDS), (
                 f"{form.notebook}: {form.line!r} types in a size the profile owns; default to profile.<field> "
                 "with {type:\"raw\"} instead.")
+        for node in ast.walk(form.value):  # a default read from the profile or the model names a real field
+            if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name):
+                owner = {"profile": PROFILE_FIELDS, "net": PRETRAINED_FIELDS}.get(node.value.id)
+                assert owner is None or node.attr in owner, f"{form.notebook}: no field {node.attr!r}: {form.line!r}"
         if isinstance(default, str):
             assert default not in MODEL_LAYERS, (
                 f"{form.notebook}: {form.line!r} names a layer of one profile's model; default to "
@@ -124,6 +130,10 @@ def test_the_checks_catch_a_hard_coded_size(tmp_path):
     notebook.cells[0].source = 'layer = "conv_pw_5"  #@param {type:"string"}'
     nbformat.write(notebook, tmp_path / "09_x.ipynb")
     with pytest.raises(AssertionError, match="layer of one profile's model"):
+        test_no_size_the_profile_owns_is_typed_into_a_form(tmp_path / "09_x.ipynb")
+    notebook.cells[0].source = 'steps = profile.ascent_step  #@param {type:"raw"}'
+    nbformat.write(notebook, tmp_path / "09_x.ipynb")
+    with pytest.raises(AssertionError, match="no field 'ascent_step'"):
         test_no_size_the_profile_owns_is_typed_into_a_form(tmp_path / "09_x.ipynb")
     notebook.cells[0].source = 'layer = net.last_conv_layer  #@param {type:"string"}'
     nbformat.write(notebook, tmp_path / "09_x.ipynb")
