@@ -137,3 +137,21 @@ def test_kernels_run_offline_in_the_smoke_profile(tmp_path, monkeypatch):
     assert "PYTHONPATH" not in variables
     assert variables["PATH"].startswith(str(tmp_path / "bin"))
     assert subprocess.run([sys.executable, "-c", "0"], env=variables).returncode == 0
+
+
+def test_two_checks_take_turns_with_one_environment(tmp_path, capsys):
+    import threading
+    env_dir = tmp_path / "colab-env"
+    entered = threading.Event()
+
+    def second_check():
+        with colab_check.exclusive(env_dir):
+            entered.set()
+
+    with colab_check.exclusive(env_dir):
+        waiting = threading.Thread(target=second_check)
+        waiting.start()
+        assert not entered.wait(0.5)  # the second one waits while the first holds the environment
+    assert entered.wait(5)
+    waiting.join()
+    assert "Waiting for another colab-check" in capsys.readouterr().out

@@ -23,7 +23,9 @@ Colab environment (``--run-notebooks``), with that environment's nbclient.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
+import fcntl
 import hashlib
 import json
 import os
@@ -331,10 +333,28 @@ def head_commit(root: Path) -> str:
     return result.stdout.strip()
 
 
+@contextlib.contextmanager
+def exclusive(env_dir: Path):
+    """Hold ``env_dir``'s lock: two checks (two clones on one machine) never share the environment at once."""
+    env_dir.parent.mkdir(parents=True, exist_ok=True)
+    with open(env_dir.parent / f"{env_dir.name}.lock", "w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            print(f"Waiting for another colab-check to finish with {env_dir} ...", flush=True)
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
 def check(root: Path, paths: list[str] | None = None, install_only: bool = False) -> int:
-    started = time.perf_counter()
     pins = read_pins(root / REQUIREMENTS)
     env_dir = default_env_dir(pins)
+    with exclusive(env_dir):
+        return _check(root, pins, env_dir, paths, install_only)
+
+
+def _check(root: Path, pins: Pins, env_dir: Path, paths: list[str] | None, install_only: bool) -> int:
+    started = time.perf_counter()
     python = env_python(env_dir)
     base = prepare_env(pins, env_dir)
     commit = head_commit(root)
