@@ -185,14 +185,18 @@ def _to_8bit_rgb_or_rgba(picture):
     """A Pillow image in mode RGB or RGBA (8 bits a channel), whatever it came in."""
     if picture.mode in ("RGB", "RGBA"):
         return picture
-    if picture.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N", "F"):
+    if picture.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N", "F"):  # 16-bit, 32-bit or float greys
         values = np.asarray(picture, dtype="float64")
-        top = 255.0 if values.max(initial=0) <= 255 else (65535.0 if values.max() <= 65535 else values.max())
-        if picture.mode == "F" and values.max(initial=0) <= 1.0:
+        peak = values.max(initial=0)
+        if picture.mode.startswith("I;16"):
+            top = 65535.0
+        elif picture.mode == "F" and peak <= 1.0:
             top = 1.0
+        else:  # "I" (a 16-bit PNG in some Pillow versions) or "F": the range its values use
+            top = next(limit for limit in (255.0, 65535.0, max(peak, 1.0)) if peak <= limit)
         grey = np.clip(values / top * 255.0, 0, 255).round().astype(np.uint8)
         from PIL import Image
-        return Image.fromarray(np.repeat(grey[..., None], 3, axis=-1), mode="RGB")
+        return Image.fromarray(np.repeat(grey[..., None], 3, axis=-1))
     has_alpha = "A" in picture.getbands() or "transparency" in picture.info
     return picture.convert("RGBA" if has_alpha else "RGB")
 

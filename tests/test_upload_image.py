@@ -110,6 +110,12 @@ def test_16_bit_png_is_scaled_not_clipped(tmp_path):
     assert abs(int(image[2, 0, 0]) - round(8 * 4369 / 257)) <= 1  # mid-grey stays mid-grey
 
 
+def test_dark_16_bit_png_stays_dark(tmp_path):
+    dark = np.full((4, 4), 200, dtype=np.uint16)  # 200 of 65535: nearly black
+    Image.fromarray(dark).save(tmp_path / "dark16.png")
+    assert data.upload_image(tmp_path / "dark16.png").max() <= 1
+
+
 def test_cmyk_jpeg_becomes_rgb_with_its_colour(tmp_path):
     rgb = np.zeros((16, 16, 3), dtype=np.uint8)
     rgb[...] = (220, 40, 40)
