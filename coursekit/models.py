@@ -92,11 +92,17 @@ class Pretrained:
     _module: object = dataclasses.field(repr=False, default=None)
 
     def preprocess(self, images) -> np.ndarray:
+        """RGB images in [0, 255], ``(N, H, W, 3)`` or ``(H, W, 3)``, as the model's float32 input batch.
+
+        Their size must be the model's (a model built without a fixed size takes any): a photo of
+        another size gets an error saying to load it with :meth:`load_image` or resize it.
+        """
         batch = np.asarray(images, dtype="float32")
         if batch.ndim == 3:
             batch = batch[None]
         if batch.ndim != 4 or batch.shape[-1] != 3:
             raise ValueError(f"Expected RGB images of shape (N, H, W, 3) or (H, W, 3); got {batch.shape}.")
+        _inputs.image_batch(self.model, batch)   # the model's size, or the course's message
         return self._module.preprocess_input(batch.copy())
 
     def decode(self, preds, top: int = 5) -> list[list[tuple[str, str, float]]]:

@@ -2,10 +2,10 @@
 
 The methods are found by looking at the package, not listed by hand: a method added to a module
 and not described in METHODS below fails ``test_every_method_is_described``. Each method is then
-run on a small CNN and on the smoke profile's real ImageNet model through the same checks: the
-same image forms accepted, the same errors for a wrong class list, a class out of range and a
-wrong image size, ``batch_size`` never changing the result, and finite float output of the
-documented shape.
+run on a small CNN, the same CNN with its convolutions in a nested backbone, and the smoke
+profile's real ImageNet model through the same checks: the same image forms accepted, the same
+errors for a wrong class list, a class out of range and a wrong image size, ``batch_size`` never
+changing the result, and finite float output of the documented shape.
 """
 from __future__ import annotations
 
@@ -119,11 +119,21 @@ def small_cnn() -> keras.Model:
     return keras.Model(inputs, outputs, name="small_cnn")
 
 
-@pytest.fixture(scope="module", params=["small_cnn", "smoke_model"])
+def nested_cnn() -> keras.Model:
+    """The same kind of CNN with its convolutions in a backbone nested in a Sequential model."""
+    keras.utils.set_random_seed(4)
+    inputs = keras.Input((12, 12, 3))
+    x = keras.layers.Conv2D(4, 3, padding="same", activation="relu", name="conv")(inputs)
+    backbone = keras.Model(inputs, keras.layers.MaxPooling2D(2, name="pool")(x), name="backbone")
+    return keras.Sequential([keras.Input((12, 12, 3)), backbone, keras.layers.Flatten(),
+                             keras.layers.Dense(3, activation="softmax", name="predictions")], name="nested_cnn")
+
+
+@pytest.fixture(scope="module", params=["small_cnn", "nested_cnn", "smoke_model"])
 def subject(request):
     """(model, a batch of 3 images, number of classes)."""
-    if request.param == "small_cnn":
-        model = small_cnn()
+    if request.param in ("small_cnn", "nested_cnn"):
+        model = small_cnn() if request.param == "small_cnn" else nested_cnn()
         images = np.random.default_rng(0).uniform(0, 1, (3, 12, 12, 3)).astype("float32")
     else:
         from coursekit.env import profile
@@ -261,3 +271,16 @@ def test_a_model_with_two_image_inputs_gets_a_clear_error():
     for name in METHOD_NAMES:
         with pytest.raises(ValueError, match="has 2 inputs .*one image input"):
             METHODS[name].run(model, images)
+
+
+def test_preprocess_refuses_a_photo_of_another_size():
+    """The mistake of preprocessing a photo as loaded, not at the model's size, is named at once."""
+    from coursekit.data import sample_image
+    from coursekit.env import profile
+    net = load_pretrained(profile("smoke").imagenet_model)
+    height, width = net.input_size
+    photo = sample_image("cat")
+    assert photo.shape[:2] != (height, width)
+    with pytest.raises(ValueError, match=rf"Resize them to {height}x{width} first: net.load_image"):
+        net.preprocess(photo)
+    assert net.preprocess(net.load_image("cat")).shape == (1, height, width, 3)
