@@ -171,3 +171,12 @@ def test_a_channel_beyond_the_layer_gives_its_range(small_cnn):
 def test_a_layer_without_a_map_is_refused_for_grad_cam(small_cnn):
     with pytest.raises(ValueError, match=r"'pool' outputs shape .* not \(N, H, W, C\).*'conv_a'"):
         models.require_spatial(small_cnn, "pool", "Grad-CAM")
+
+
+def test_an_occlusion_patch_or_stride_that_cannot_work_is_refused():
+    from coursekit import occlusion
+    occlusion.check_patch(7, 2, 28, 28)  # lesson 06's defaults on digits
+    with pytest.raises(ValueError, match=r"patch must be a whole number of pixels between 1 and 28.*got 40"):
+        occlusion.check_patch(40, 2, 28, 28)
+    with pytest.raises(ValueError, match="stride must be a whole number of pixels >= 1; got 0"):
+        occlusion.check_patch(7, 0, 28, 28)
