@@ -24,7 +24,7 @@ WITH_SOLUTIONS = LESSONS + sorted((ROOT / "solutions").glob("[0-9][0-9]_*.ipynb"
 LESSONS_WITH_FORMS = range(1, 9)  # lessons 01-08 must each have at least one form field
 FORM = re.compile(r"^(?P<assign>[A-Za-z_]\w*\s*=\s*.+?)\s*#\s*@param\s*(?P<annotation>.*)$")
 COLAB_TYPES = {"string", "number", "integer", "boolean", "slider", "date", "raw"}
-# A form variable whose name has one of these words holds a size: its default must come from the profile.
+# An int form variable whose name has one of these words holds a size: its default must come from the profile.
 SIZE_WORDS = {"epochs", "steps", "samples", "filters", "size", "units", "points", "images", "batch"}
 PROFILE_FIELDS = {field.name for field in dataclasses.fields(env.Profile)}
 PRETRAINED_FIELDS = {field.name for field in dataclasses.fields(models.Pretrained)}
@@ -107,8 +107,9 @@ def test_no_size_the_profile_owns_is_typed_into_a_form(path):
     for form in forms_of(path):
         default = literal(form.value)
         words = set(form.name.lower().split("_"))
-        if isinstance(default, (int, float)) and not isinstance(default, bool):
-            assert not (words & SIZE_WORDS or form.name in PROFILE_FIELDS), (
+        if form.name in PROFILE_FIELDS or (isinstance(default, int) and not isinstance(default, bool)):
+            # a count or a size in pixels (an int; a float such as a step length is a rate, not a size)
+            assert default is None or not (words & SIZE_WORDS or form.name in PROFILE_FIELDS), (
                 f"{form.notebook}: {form.line!r} types in a size the profile owns; default to profile.<field> "
                 "with {type:\"raw\"} instead.")
         for node in ast.walk(form.value):  # a default read from the profile or the model names a real field
