@@ -35,7 +35,7 @@ from .kernel_side import CALLBACK_PROMPT, EXCHANGE, REPLY_MIME
 MAX_MESSAGE_BYTES = 256_000_000       # one message from the kernel; a larger one cuts the connection
 MAX_MODEL_BYTES = 50_000_000
 INTERRUPT_GRACE = 3.0                 # seconds a kernel has to stop after an interrupt
-CHECK_LOCK = threading.Lock()         # Keras is not made for building models in several threads
+CHECK_LOCK = threading.RLock()        # Keras is not made for building models in several threads
 
 
 class CheckTimeout(BaseException):
@@ -101,10 +101,14 @@ class KernelLink:
 
     def request(self, body: dict) -> dict:
         """Send ``body`` to :func:`kernel_side.handle`; its reply (a dict), or CheckTimeout / KernelGone."""
-        import zmq
         body = {**body, "id": uuid.uuid4().hex, "exchange": EXCHANGE}
         code = f"__import__('coursekit.tools.kernel_side', fromlist=['handle']).handle({wire.dumps(body)!r})"
         msg_id = self.client.execute(code, silent=False, store_history=False, allow_stdin=True, stop_on_error=False)
+        with _released(CHECK_LOCK):  # another submission's checks may use Keras meanwhile
+            return self._wait(msg_id, body["id"])
+
+    def _wait(self, msg_id: str, request_id: str) -> dict:
+        import zmq
         poller = zmq.Poller()
         iopub, stdin = self.client.iopub_channel, self.client.stdin_channel
         poller.register(iopub.socket, zmq.POLLIN)
@@ -128,7 +132,12 @@ class KernelLink:
             if stdin.socket in events:
                 message = stdin.get_msg(timeout=0)
                 prompt = message["content"].get("prompt", "")
-                self.client.input(self._callback(prompt) if prompt.startswith(CALLBACK_PROMPT) else "")
+                if prompt.startswith(CALLBACK_PROMPT):
+                    with CHECK_LOCK:
+                        answer = self._callback(prompt)
+                else:
+                    answer = ""
+                self.client.input(answer)
             if iopub.socket in events:
                 message = iopub.get_msg(timeout=0)
                 if message["parent_header"].get("msg_id") != msg_id:
@@ -139,7 +148,7 @@ class KernelLink:
                         candidate = wire.loads(content["data"][REPLY_MIME])
                     except wire.WireError as error:
                         candidate = {"ok": False, "unreadable": str(error)}
-                    if isinstance(candidate, dict) and candidate.get("id") == body["id"]:
+                    if isinstance(candidate, dict) and candidate.get("id") == request_id:
                         reply = candidate
                     elif not isinstance(candidate, dict):
                         reply = {"ok": False, "unreadable": "a reply that is not a dict"}
@@ -262,6 +271,25 @@ class KernelLink:
             return wire.dumps({"ok": True, "value": self.encode(value)})
         except Exception as error:  # noqa: BLE001 - the kernel waits for an answer whatever happens
             return wire.dumps({"ok": False, "ename": type(error).__name__, "message": str(error)[:500]})
+
+
+class _released:
+    """``with _released(lock):`` lets go of ``lock`` (held by this thread, if at all) for the block."""
+
+    def __init__(self, lock):
+        self.lock, self.held = lock, False
+
+    def __enter__(self):
+        try:
+            self.lock.release()
+            self.held = True
+        except RuntimeError:  # not held: nothing to let go of
+            self.held = False
+
+    def __exit__(self, *exc):
+        if self.held:
+            self.lock.acquire()
+        return False
 
 
 def _as_tensor_if(value, tree):

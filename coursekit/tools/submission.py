@@ -17,7 +17,6 @@ import json
 import math
 import os
 import pkgutil
-import re
 import subprocess
 import time
 from dataclasses import dataclass, field
@@ -29,8 +28,6 @@ from nbclient import NotebookClient
 from nbclient.exceptions import DeadKernelError
 
 from . import remote, sandbox
-
-GRADE_MIME = "application/vnd.coursekit.grade+json"
 
 
 def preload() -> None:
@@ -49,63 +46,6 @@ def preload() -> None:
     for lesson in checks.lessons():
         checks.tasks(lesson)
 
-
-_CAP_OUTPUT_CODE = r'''
-def _coursekit_cap_output(limit, note, exempt):
-    import sys
-    shell = get_ipython()
-    owners = (getattr(shell, "kernel", None), sys.stdout, sys.stderr,
-              getattr(shell, "display_pub", None), getattr(shell, "displayhook", None))
-    sessions = {id(s): s for s in (getattr(o, "session", None) for o in owners) if s is not None}
-    left = [limit]
-    capped = {"stream", "display_data", "execute_result", "update_display_data", "error"}
-
-    def size(body):
-        if "text" in body:
-            return len(body["text"])
-        if "data" in body:
-            return sum(len(v) if isinstance(v, str) else len(repr(v)) for v in body["data"].values())
-        return len(str(body.get("evalue", ""))) + sum(len(line) for line in body.get("traceback", []))
-
-    def shrink(msg_type, body):
-        if msg_type == "stream":
-            body["text"] = body["text"][:max(left[0], 0)] + note
-        elif msg_type == "error":
-            body["evalue"], body["traceback"] = str(body.get("evalue", ""))[:1000], [note]
-        else:
-            body["data"], body["metadata"] = {"text/plain": note}, {}
-
-    def wrap(send):
-        def capped_send(stream, msg_or_type, content=None, *args, **kwargs):
-            if isinstance(msg_or_type, dict):
-                msg_type, body = msg_or_type.get("msg_type"), msg_or_type.get("content")
-            else:
-                msg_type, body = msg_or_type, content
-            if msg_type in capped and isinstance(body, dict) and exempt not in body.get("data", {}):
-                if left[0] < 0:
-                    return None
-                needed = size(body)
-                if needed > left[0]:
-                    shrink(msg_type, body)
-                    left[0] = -1
-                else:
-                    left[0] -= needed
-            return send(stream, msg_or_type, content, *args, **kwargs)
-        return capped_send
-
-    for session in sessions.values():
-        session.send = wrap(session.send)
-
-_coursekit_cap_output(@LIMIT@, @NOTE@, @EXEMPT@)
-del _coursekit_cap_output
-'''
-
-def _fill(template: str, **values) -> str:
-    """``template`` with every ``@NAME@`` replaced by ``repr(values[name])``."""
-    return re.sub(r"@([A-Z]+)@", lambda match: repr(values[match.group(1).lower()]), template)
-
-
-# ----------------------------------------------------------------------------- one submission
 
 class CappedClient(NotebookClient):
     """nbclient's client, keeping at most ``output_limit`` characters of output per notebook."""
@@ -216,8 +156,8 @@ class SubmissionRun:
         """Run the code cells before index ``stop`` (all when None) until the deadline."""
         result = Execution()
         note_added = False
-        cap_code = _fill(_CAP_OUTPUT_CODE, limit=self.output_limit, exempt=GRADE_MIME,
-                         note="\n[... more output dropped by the grader ...]\n")
+        cap_code = (f"__import__('coursekit.tools.kernel_side', fromlist=['cap_output'])"
+                    f".cap_output({self.output_limit!r})")
         await self.hidden(cap_code, timeout=min(30.0, max(1.0, self.deadline - time.monotonic())))
         for index, cell in enumerate(self.notebook.cells):
             if stop is not None and index >= stop:
