@@ -129,6 +129,13 @@ FORGERIES = {
         "def channel_weights(gradients):\n    return Anything()\n"
         "true_statements = Anything()",
     ],
+    "payload_flood.ipynb": [   # 300 MB of would-be replies during the check: exempt from the kernel's cap
+        "from IPython.display import display\n"
+        "def channel_weights(gradients):\n"
+        "    for _ in range(30):\n"
+        "        display({'application/vnd.coursekit.reply+json': 'x' * 10_000_000}, raw=True)\n"
+        "    return 0",
+    ],
     "stack_walk_for_reference.ipynb": [
         "import inspect, numpy as np\n"
         "def channel_weights(gradients):\n"

@@ -394,9 +394,13 @@ async def grade_all(paths: list[Path], out: Path, settings: Settings, jobs: int 
                 print(f"[{done}/{len(paths)}] {item.name}: {grade.total} points, {grade.status}"
                       f"{' (' + grade.reason + ')' if grade.reason else ''} in {grade.seconds:.1f} s", flush=True)
 
+    running = [asyncio.create_task(one(i)) for i in range(len(paths))]
     try:
-        await asyncio.gather(*(one(i) for i in range(len(paths))))
+        await asyncio.gather(*running)
     except asyncio.CancelledError:
+        for task in running:
+            task.cancel()
+        await asyncio.wait(running)   # each one marks itself interrupted and stops its kernel
         write_csv([g for g in grades if g is not None], out)
         raise
     return [g for g in grades if g is not None]
