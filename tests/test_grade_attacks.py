@@ -200,6 +200,8 @@ def attack_cells(submissions: Path, out: Path) -> dict[str, list[str]]:
             "os.kill(os.getppid(), signal.SIGINT)",
             CHANNEL_WEIGHTS],
         "sigstop.ipynb": ["import os, signal\nos.kill(os.getppid(), signal.SIGSTOP)\nos.kill(os.getpid(), signal.SIGSTOP)"],
+        "calls_coursekit.ipynb": [CHANNEL_WEIGHTS, "import coursekit.models as helpers\n"
+                                                   "gradcam_layer = lambda model: helpers.last_spatial_layer(model)"],
         "honest_dict.ipynb": ["dict = {'a': 1}\nlist = [1, 2]\nstr = 'text'\nset = None\n", CHANNEL_WEIGHTS],
         "own_timeout_name.ipynb": ["class Timeout(Exception):\n    pass\nclass CoursekitGraderTimeout(Exception):\n    pass",
                                    "raise Timeout('the notebook ran out of time')", CHANNEL_WEIGHTS],
@@ -390,6 +392,13 @@ def test_odd_names_metadata_and_a_huge_notebook_get_a_row_each(attacks):
     assert row(attacks, "metadata_not_a_dict.ipynb")["04.1"] == "2"
     huge = row(attacks, "million_cells.ipynb")
     assert huge["status"] == "invalid" and "MB" in huge["reason"] and float(huge["seconds"]) < 5, huge
+
+
+def test_a_from_scratch_task_answered_with_coursekits_own_function_earns_nothing(attacks):
+    found = row(attacks, "calls_coursekit.ipynb")
+    assert (found["04.1"], found["04.3"], found["total"]) == ("2", "0", "2"), found
+    record = nbformat.read(Path(attacks["out"]).with_name("grades-executed") / "calls_coursekit.ipynb", as_version=4)
+    assert "calls coursekit's own `coursekit.models.last_spatial_layer`" in record.cells[-1].source
 
 
 def test_the_lesson_comes_from_the_instructor(attacks):

@@ -86,11 +86,24 @@ def _answer(request: dict) -> dict:
             function = _shell().user_ns[target["name"]]
         args = [_decode(item, folder) for item in request.get("args", [])]
         kwargs = {key: _decode(item, folder) for key, item in request.get("kwargs", {}).items()}
-        return _call(function, args, kwargs, folder)
+        forbidden = [str(name) for name in request.get("forbidden", [])]
+        return _call(function, args, kwargs, folder, forbidden)
     raise ValueError(f"unknown request {op!r}")
 
 
-def _call(function, args: list, kwargs: dict, folder: Path) -> dict:
+def _call(function, args: list, kwargs: dict, folder: Path, forbidden: list[str]) -> dict:
+    """Call ``function``; its result, changed array arguments, gradients, and forbidden calls made."""
+    from contextlib import nullcontext
+
+    from ..checks.core import CallWatch
+    with CallWatch(forbidden) if forbidden else nullcontext() as watch:
+        reply = _call_watched(function, args, kwargs, folder)
+    if forbidden and watch.used:
+        reply["used"] = watch.used
+    return reply
+
+
+def _call_watched(function, args: list, kwargs: dict, folder: Path) -> dict:
     before = {i: arg.copy() for i, arg in enumerate(args) if isinstance(arg, np.ndarray)}
     tensors = [i for i, arg in enumerate(args) if _is_tensor(arg)]
     gradients = None

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..checks.core import MISSING, Hint, evaluate
+from ..checks.core import MISSING, Hint, UsedForbidden, evaluate, forbidden_now
 from . import wire
 from .kernel_side import CALLBACK_PROMPT, EXCHANGE, REPLY_MIME
 
@@ -336,6 +336,8 @@ def _foreign_classes(config) -> list[str]:
 class RemoteFunction:
     """The student's function, called in the kernel on the grader's arguments; see the module docstring."""
 
+    remote_call = True   # core.call leaves the from-scratch watch to the kernel
+
     def __init__(self, link: KernelLink, target: dict, type_name=None):
         self._link, self._target = link, target
         self.__name__ = "answer"
@@ -347,7 +349,7 @@ class RemoteFunction:
         link = self._link
         try:
             body = {"op": "call", "target": self._target, "args": [link.encode(a) for a in args],
-                    "kwargs": {str(k): link.encode(v) for k, v in kwargs.items()}}
+                    "kwargs": {str(k): link.encode(v) for k, v in kwargs.items()}, "forbidden": list(forbidden_now())}
         except TypeError as error:  # the check passed something that cannot cross: a bug in the check
             raise RuntimeError(str(error)) from None
         reply = link.request(body)
@@ -359,6 +361,9 @@ class RemoteFunction:
             if name == "NotImplementedError":
                 raise NotImplementedError(message)
             raise _named(StudentError, name, "Exception")(message)
+        used = reply.get("used")
+        if isinstance(used, list) and used and all(isinstance(name, str) for name in used):
+            raise UsedForbidden([name[:100] for name in used[:5]])
         try:
             value = link.decode(reply.get("value"), list(args))
             _copy_back(args, reply.get("changed"))
