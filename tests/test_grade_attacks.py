@@ -172,7 +172,7 @@ def attack_cells(submissions: Path, out: Path) -> dict[str, list[str]]:
             "for pid in os.listdir('/proc'):\n"
             "    try:\n        seen.append(open(f'/proc/{pid}/cmdline', 'rb').read())\n    except OSError:\n        pass\n"
             "print(len(seen), 'processes visible;', b'.ipynb' in b''.join(seen))\n"
-            f"print(glob.glob({str(submissions)!r} + '/*'))",
+            f"print(glob.glob({str(submissions)!r} + '/*'), glob.glob({str(ROOT / 'solutions')!r} + '/*'))",
             f"original = open({str(classmate)!r}, 'rb').read()\n"
             f"open({str(classmate)!r}, 'wb').write(b'{{}}')\nopen({str(classmate)!r}, 'wb').write(original)",
             f"os.remove({str(notes)!r})",
@@ -356,7 +356,7 @@ def test_classmates_files_installation_and_environment_are_out_of_reach(attacks)
     assert found["status"] == "errors" and "cell 2" in found["reason"], found
     record = nbformat.read(Path(attacks["out"]).with_name("grades-executed") / "classmates.ipynb", as_version=4)
     printed = "".join(o.get("text", "") for cell in record.cells if cell.cell_type == "code" for o in cell.outputs)
-    assert "False" in printed and "[]" in printed        # no submission in any command line or folder
+    assert "False" in printed and "[] []" in printed     # no submission, nor the solutions, in view
     assert "HOME" in printed and "USER" not in printed and "COURSEKIT_PROFILE" in printed
 
 

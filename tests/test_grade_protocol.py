@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -80,8 +81,12 @@ def test_the_sandbox_command_isolates_and_limits_the_kernel(tmp_path):
         assert option in text
     assert f"--bind {tmp_path / 'work'} {tmp_path / 'work'}" in text
     assert "--bind / " not in text and "--ro-bind / /" not in text    # no view of the whole disk
+    project = Path(__file__).resolve().parents[1]                     # its solutions/ stay out of view
+    binds = [argv[i + 1] for i, arg in enumerate(argv) if arg in ("--ro-bind", "--bind")]
+    assert str(project) not in binds and str(project / "coursekit") in binds
     assert argv[-3:] == ["python", "-m", "ipykernel_launcher"]
     variables = {argv[i + 1] for i, arg in enumerate(argv) if arg == "--setenv"}
     assert variables <= set(sandbox.PASSED_VARIABLES) | {"HOME", "TMPDIR", "IPYTHONDIR", "MPLCONFIGDIR",
                                                          "PYDEVD_DISABLE_FILE_VALIDATION", "PATH",
-                                                         "COURSEKIT_OFFLINE_CACHE", "KERAS_HOME", "LANG"}
+                                                         "COURSEKIT_OFFLINE_CACHE", "KERAS_HOME", "LANG",
+                                                         "PYTHONPATH"}

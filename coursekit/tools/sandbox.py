@@ -2,8 +2,9 @@
 
 Inside the sandbox a kernel sees: the system folders (``/usr``, ``/etc``, ``/lib``...) and the
 Python installation that runs the grader (its prefix and every folder on ``sys.path``), all
-read-only; a private ``/tmp`` that holds its HOME, IPython folder and Keras cache (a private copy
-of ``COURSEKIT_OFFLINE_CACHE`` where that is set); and, writable, only the submission's own
+read-only (of a project that holds coursekit, only coursekit's own folder); a private ``/tmp``
+that holds its HOME, IPython folder and Keras cache (a private copy of ``COURSEKIT_OFFLINE_CACHE``
+where that is set); and, writable, only the submission's own
 working folder and the folder of its connection sockets. No network (``--unshare-all``), its
 own process namespace (every process it starts is killed with it, ``--die-with-parent``), a new
 session (no terminal to type into), an environment of :data:`PASSED_VARIABLES` only, and per
@@ -58,12 +59,18 @@ def unavailable() -> str | None:
     return None
 
 
+def coursekit_folder() -> Path:
+    import coursekit
+    return Path(coursekit.__file__).resolve().parent
+
+
 def installation_folders() -> list[Path]:
     """The folders the kernel's Python needs: the prefixes and every existing folder on sys.path."""
-    import coursekit
-    found = [Path(sys.prefix), Path(sys.base_prefix), Path(sys.exec_prefix),
-             Path(coursekit.__file__).resolve().parent]
-    found += [Path(entry) for entry in sys.path if entry and Path(entry).is_dir()]
+    package = coursekit_folder()
+    found = [Path(sys.prefix), Path(sys.base_prefix), Path(sys.exec_prefix), package]
+    # not the current folder, nor a project folder above coursekit (its solutions/ must stay out of view)
+    found += [Path(entry) for entry in sys.path if entry and Path(entry).is_dir()
+              and not package.is_relative_to(Path(entry).resolve())]
     folders = []
     for folder in sorted({path.resolve() for path in found}, key=lambda p: len(p.parts)):
         if folder == Path("/") or any(folder.is_relative_to(kept) for kept in folders):
@@ -97,7 +104,7 @@ def command(argv: list[str], workdir: Path, sockets: Path, hidden: list[Path], l
             args += ["--tmpfs", str(path)]
     args += ["--bind", str(workdir), str(workdir), "--bind", str(sockets), str(sockets), "--chdir", str(workdir)]
     environment = {name: os.environ[name] for name in PASSED_VARIABLES if name in os.environ}
-    environment.update(HOME=HOME, TMPDIR="/tmp", IPYTHONDIR=f"{HOME}/.ipython",
+    environment.update(PYTHONPATH=str(coursekit_folder().parent), HOME=HOME, TMPDIR="/tmp", IPYTHONDIR=f"{HOME}/.ipython",
                        MPLCONFIGDIR=f"{HOME}/.config/matplotlib", PYDEVD_DISABLE_FILE_VALIDATION="1",
                        PATH=f"{Path(sys.executable).parent}:/usr/local/bin:/usr/bin:/bin")
     if cache and Path(cache).is_dir():
