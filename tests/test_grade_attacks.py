@@ -161,7 +161,7 @@ def attack_cells(submissions: Path, out: Path) -> dict[str, list[str]]:
     """Attacks on the batch and the instructor; they know every path, as a student could guess them."""
     classmate, notes = submissions / "honest_dict.ipynb", submissions / "notes.txt"
     core = Path(coursekit.__file__).parent / "checks" / "core.py"
-    daemon = (f"import time, sys\nwhile True:\n    try:\n        open({str(out)!r}, 'w').write('forged')\n"
+    daemon = (f"import time, sys\nwhile True:\n    try:\n        open({str(out)!r}, 'w').write('REWRITTEN BY A DAEMON')\n"
               f"    except OSError:\n        pass\n    time.sleep(0.2)  # {MARKER}")
     hog = f"while True: pass  # {MARKER}"
     return {
@@ -362,7 +362,7 @@ def test_classmates_files_installation_and_environment_are_out_of_reach(attacks)
 
 def test_no_process_outlives_its_submission_and_the_csv_is_the_graders(attacks):
     assert attacks["left_running"] == []
-    assert "forged" not in attacks["csv"]
+    assert attacks["csv"].startswith("file,") and "REWRITTEN" not in attacks["csv"]
     assert row(attacks, "daemon.ipynb")["status"] == "ok"
 
 
