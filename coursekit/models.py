@@ -5,12 +5,13 @@ import dataclasses
 import difflib
 import importlib
 import sys
+import warnings
 from functools import lru_cache
 
 import keras
 import numpy as np
 
-from . import _cache, env
+from . import _cache, _forward, _inputs, env
 
 
 class WeightsUnavailableError(RuntimeError):
@@ -55,6 +56,20 @@ SPECS: dict[str, _Spec] = {
                         "conv_pw_11_relu", "conv_pw_13_relu"),
         pattern_layers=("conv_pw_2", "conv_pw_5", "conv_pw_11"),
         kwargs=(("alpha", 0.25),), fixed_size=True),
+    # Grad-CAM's layer is out_relu, not Conv_1: out_relu (Conv_1 -> batch norm -> ReLU6) is what
+    # the classifier reads (global average pooling, then the Dense layer), so Grad-CAM there is
+    # exactly CAM, its maps are >= 0 like every other model's last_conv_layer, and it is the
+    # last spatial layer (models.last_spatial_layer). Conv_1's raw output skips the batch norm
+    # and the ReLU6 between it and the classifier.
+    "mobilenet_v2": _Spec(
+        "MobileNetV2", "mobilenet_v2", (224, 224),
+        ("mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224.h5",
+         "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5"),
+        last_conv_layer="out_relu",
+        feature_layers=("Conv1_relu", "block_2_expand_relu", "block_5_expand_relu", "block_9_expand_relu",
+                        "block_14_expand_relu", "out_relu"),
+        pattern_layers=("block_3_expand", "block_6_expand", "block_13_expand"),
+        kwargs=(("alpha", 1.0),)),
 }
 CLASS_INDEX_FILE = "imagenet_class_index.json"
 
@@ -77,11 +92,17 @@ class Pretrained:
     _module: object = dataclasses.field(repr=False, default=None)
 
     def preprocess(self, images) -> np.ndarray:
+        """RGB images in [0, 255], ``(N, H, W, 3)`` or ``(H, W, 3)``, as the model's float32 input batch.
+
+        Their size must be the model's (a model built without a fixed size takes any): a photo of
+        another size gets an error saying to load it with :meth:`load_image` or resize it.
+        """
         batch = np.asarray(images, dtype="float32")
         if batch.ndim == 3:
             batch = batch[None]
         if batch.ndim != 4 or batch.shape[-1] != 3:
             raise ValueError(f"Expected RGB images of shape (N, H, W, 3) or (H, W, 3); got {batch.shape}.")
+        _inputs.image_batch(self.model, batch)   # the model's size, or the course's message
         return self._module.preprocess_input(batch.copy())
 
     def decode(self, preds, top: int = 5) -> list[list[tuple[str, str, float]]]:
@@ -103,7 +124,11 @@ class Pretrained:
 
 
 def pretrained(name: str, include_top: bool = True) -> Pretrained:
-    """Load ``"xception"``, ``"vgg16"`` or ``"mobilenet_025"`` with ImageNet weights (cached per call)."""
+    """Load ``"xception"``, ``"vgg16"``, ``"mobilenet_v2"`` or ``"mobilenet_025"`` with ImageNet weights.
+
+    Cached per call. ``mobilenet_v2`` (alpha 1.0, 224 px, about 72% top-1) is the smoke profile's
+    model; ``mobilenet_025`` (alpha 0.25, 128 px, about 40% top-1) is the fastest real one.
+    """
     key = name.lower().strip()
     if key not in SPECS:
         raise ValueError(f"Unknown model {name!r}. Known models: {', '.join(SPECS)}.")
@@ -124,8 +149,10 @@ def _load(key: str, include_top: bool) -> Pretrained:
     constructor = getattr(keras.applications, spec.constructor)
     input_shape = (*spec.input_size, 3) if include_top or spec.fixed_size else None
     try:
-        model = constructor(weights=None if random_weights else "imagenet", include_top=include_top,
-                            input_shape=input_shape, **dict(spec.kwargs))
+        with warnings.catch_warnings():  # MobileNetV2 without a size: Keras warns that it loads
+            warnings.filterwarnings("ignore", message=".*will be loaded as the default")  # the 224 px weights
+            model = constructor(weights=None if random_weights else "imagenet", include_top=include_top,
+                                input_shape=input_shape, **dict(spec.kwargs))
     except Exception as error:  # Keras reports a failed download as a bare Exception
         if "fetch failure" in str(error) or "URL" in str(error):
             raise WeightsUnavailableError(_offline_advice(key)) from None
@@ -140,7 +167,7 @@ def _load(key: str, include_top: bool) -> Pretrained:
 def _offline_advice(key: str) -> str:
     return (f"The ImageNet weights of {key!r} are not cached here and cannot be downloaded "
             "(no internet). Either use the smoke profile (COURSEKIT_PROFILE=smoke), whose model "
-            "'mobilenet_025' works offline with the course's Keras cache, or set "
+            "'mobilenet_v2' works offline with the course's Keras cache, or set "
             f"{env.OFFLINE_CACHE_VARIABLE} to a Keras cache folder that holds these weights, "
             "or run where the internet is reachable (e.g. Colab).")
 
@@ -172,41 +199,18 @@ def imagenet_class_names() -> list[str]:
 
 # ----------------------------------------------------------------------------- layers
 
-def get_layer(model: keras.Model, name: str) -> keras.layers.Layer:
-    """``model.get_layer(name)``, but a wrong name raises a ValueError listing the closest names."""
-    names = [layer.name for layer in model.layers]
-    if name in names:
-        return model.get_layer(name)
-    close = difflib.get_close_matches(str(name), names, n=5, cutoff=0.5)
-    hint = f"Did you mean one of {close}?" if close else f"Its layers include {names[:8]}..."
-    raise ValueError(f"Model {model.name!r} has no layer {name!r}. {hint} "
-                     "(model.summary() lists every layer.)")
+# Layers are found through the shared input module, which also looks inside nested sub-models
+# (a pretrained backbone inside a transfer-learning model): a layer's own name works when it is
+# unique across the nesting, a path such as "mobilenetv2_1.00_224/Conv_1" always does.
+get_layer = _inputs.find_layer
+require_spatial = _inputs.require_spatial
+last_spatial_layer = _inputs.last_spatial_layer
+output_rank = _inputs.output_rank
 
 
-def output_rank(layer: keras.layers.Layer) -> int:
-    return len(layer.output.shape)
-
-
-def require_spatial(model: keras.Model, name: str, purpose: str = "a feature map") -> keras.layers.Layer:
-    """The layer called ``name``, checked to output 4-D ``(N, H, W, C)`` feature maps."""
-    layer = get_layer(model, name)
-    if output_rank(layer) != 4:
-        raise ValueError(
-            f"Layer {name!r} outputs shape {tuple(layer.output.shape)}, not (N, H, W, C): "
-            f"{purpose} needs a layer with height, width and channels (a convolution or pooling "
-            f"layer), such as {last_spatial_layer(model)!r}, the last one here.")
-    return layer
-
-
-def last_spatial_layer(model: keras.Model) -> str:
-    """Name of the last layer whose output is 4-D with more than one pixel (Grad-CAM's default).
-
-    Globally pooled ``(N, 1, 1, C)`` outputs, as in MobileNet's head, are skipped.
-    """
-    for layer in reversed(model.layers):
-        if output_rank(layer) == 4 and tuple(layer.output.shape[1:3]) != (1, 1):
-            return layer.name
-    raise ValueError(f"Model {model.name!r} has no layer with a 4-D (N, H, W, C) output.")
+def layer_names(model: keras.Model) -> list[str]:
+    """Every layer's path, depth first, with the layers inside nested sub-models (``"outer/inner"``)."""
+    return list(_inputs.layer_paths(model))
 
 
 class _SharedLinear(keras.layers.Layer):
@@ -231,9 +235,9 @@ def pre_softmax(model: keras.Model) -> keras.Model:
     It *shares* ``model``'s weights (nothing is copied), so it stays right while ``model`` trains;
     built once per model. Handles the two endings Keras models have: a final
     ``Activation("softmax")`` layer (MobileNet) and a ``Dense(..., activation="softmax")`` layer
-    (Xception, VGG16, the course's CNNs). A model without a final softmax is returned unchanged.
-    Its inputs stay a list, as tf-keras-vis calls models; to call it yourself on one batch
-    without a Keras warning, use :func:`coursekit.saliency.pre_softmax_model`.
+    (Xception, VGG16, the course's CNNs, a transfer-learning head). A model without a final
+    softmax is returned unchanged. It takes one tensor, ``logits_model(images)``; tf-keras-vis
+    accepts it as it is (``Gradcam(pre_softmax(model), clone=False)``).
     """
     if not ends_in_softmax(model):
         return model
@@ -242,15 +246,28 @@ def pre_softmax(model: keras.Model) -> keras.Model:
 
 def _build_pre_softmax(model: keras.Model) -> keras.Model:
     last = model.layers[-1]
+    features = _input_in_this_graph(model)
     if isinstance(last, keras.layers.Activation):
-        logits = last.input
+        logits = features
     elif isinstance(last, keras.layers.Dense):
-        logits = _SharedLinear(last, name=f"{last.name}_logits")(last.input)
+        logits = _SharedLinear(last, name=f"{last.name}_logits")(features)
     else:
         raise TypeError(f"Model {model.name!r} ends in a {type(last).__name__} layer with a softmax; only "
                         "a Dense layer or an Activation('softmax') layer can be cut before its softmax. "
                         "End the model in Dense(...) followed by Activation('softmax').")
-    return keras.Model(model.inputs, logits, name=f"{model.name}_logits")
+    _inputs.input_shape(model)  # one image input, or a clear error
+    return keras.Model(model.inputs[0], logits, name=f"{model.name}_logits")
+
+
+def _input_in_this_graph(model: keras.Model):
+    """The tensor the last layer receives *in this model*.
+
+    ``last.input`` would be the input of its first call, which belongs to another model when
+    the head is shared (the same layers used in a nested and a flat model).
+    """
+    history = model.outputs[0]._keras_history
+    node = history.operation._inbound_nodes[history.node_index]
+    return node.input_tensors[0]
 
 
 # ----------------------------------------------------------------------------- course CNNs
@@ -266,6 +283,27 @@ def mnist_cnn(conv_filters: tuple[int, ...] = (16, 32), dense_units: int = 64,
         x = keras.layers.MaxPooling2D(2, name=f"pool{i}")(x)
     x = keras.layers.Flatten(name="flatten")(x)
     x = keras.layers.Dense(dense_units, activation="relu", name="dense")(x)
+    outputs = keras.layers.Dense(10, activation="softmax", name="predictions")(x)
+    return keras.Model(inputs, outputs, name=name)
+
+
+def strided_cnn(padding: str = "same", name: str = "strided_cnn") -> keras.Model:
+    """A small CNN for 28x28x1 digits in [0, 255] that is quick to train several times.
+
+    Rescaling, then two 3x3 convolutions with stride 2 (16 and 32 filters, ReLU; they halve the
+    map instead of max pooling, which makes it cheaper to train than :func:`mnist_cnn`),
+    ``Flatten``, a 64-unit dense layer and a 10-way softmax. Layers ``conv1``, ``conv2``,
+    ``dense``, ``predictions``. ``padding="valid"`` builds the variant whose borders are seen less
+    (lesson 05 compares them).
+    """
+    if padding not in ("same", "valid"):
+        raise ValueError(f"padding must be 'same' or 'valid'; got {padding!r}.")
+    inputs = keras.Input((28, 28, 1), name="digits")
+    x = keras.layers.Rescaling(1 / 255, name="rescale")(inputs)
+    for i, filters in enumerate((16, 32), start=1):
+        x = keras.layers.Conv2D(filters, 3, strides=2, padding=padding, activation="relu", name=f"conv{i}")(x)
+    x = keras.layers.Flatten(name="flatten")(x)
+    x = keras.layers.Dense(64, activation="relu", name="dense")(x)
     outputs = keras.layers.Dense(10, activation="softmax", name="predictions")(x)
     return keras.Model(inputs, outputs, name=name)
 
@@ -289,18 +327,13 @@ def train(model: keras.Model, images, labels, *, epochs: int, batch_size: int = 
     model.compile(optimizer=keras.optimizers.Adam(learning_rate),
                   loss="sparse_categorical_crossentropy", metrics=["accuracy"], jit_compile=False)
     stop = keras.callbacks.EarlyStopping(patience=patience, restore_best_weights=True)
-    return model.fit(_as_digits(images), np.asarray(labels), epochs=epochs, batch_size=batch_size,
+    return model.fit(_inputs.image_batch(model, images), np.asarray(labels), epochs=epochs, batch_size=batch_size,
                      validation_split=validation_split, callbacks=[stop], verbose=verbose)
-
-
-def _as_digits(images) -> np.ndarray:
-    batch = np.asarray(images, dtype="float32")
-    return batch[..., None] if batch.ndim == 3 else batch
 
 
 def accuracy(model: keras.Model, images, labels, batch_size: int = 256) -> float:
     """Share of ``images`` whose top prediction equals ``labels``, in [0, 1]."""
-    preds = model.predict(_as_digits(images), batch_size=batch_size, verbose=0)
+    preds = _forward.predict(model, _inputs.image_batch(model, images), batch_size)
     return float(np.mean(preds.argmax(axis=1) == np.asarray(labels)))
 
 
