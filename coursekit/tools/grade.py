@@ -52,6 +52,7 @@ from pathlib import Path
 import nbformat
 
 from .. import checks
+from ..checks.core import CHECK_CALL, LESSON_ID, lesson_of_file_name
 from . import sandbox
 from .submission import Isolation, SubmissionRun, preload
 
@@ -164,17 +165,14 @@ def read_submission(data: bytes, max_cells: int = MAX_CELLS):
     return notebook
 
 
-_CHECK_CALL = re.compile(r"""check\(\s*["'](\d\d)\.\d+["']""")
-
-
 def declared_lesson(notebook) -> str | None:
     """The lesson a notebook says it belongs to: its metadata, else its check calls."""
     coursekit_metadata = notebook.metadata.get("coursekit")
     declared = str(coursekit_metadata.get("lesson", "")) if isinstance(coursekit_metadata, dict) else ""
-    if re.fullmatch(r"\d\d", declared):
+    if LESSON_ID.match(declared):
         return declared
-    calls = Counter(match for cell in notebook.cells if cell.get("cell_type") == "code"
-                    and isinstance(cell.get("source"), str) for match in _CHECK_CALL.findall(cell.source))
+    calls = Counter(match.group("lesson") for cell in notebook.cells if cell.get("cell_type") == "code"
+                    and isinstance(cell.get("source"), str) for match in CHECK_CALL.finditer(cell.source))
     return calls.most_common(1)[0][0] if calls else None
 
 
@@ -185,8 +183,7 @@ def lesson_of(notebook, path: Path, forced: str | None = None) -> str | None:
     declared = declared_lesson(notebook)
     if declared:
         return declared
-    named = re.match(r"(\d\d)_", path.name)
-    return named.group(1) if named else None
+    return lesson_of_file_name(path.name)
 
 
 def _grade_cell(grade: Grade, tasks: list) -> nbformat.NotebookNode:
@@ -483,7 +480,7 @@ def main(argv=None) -> int:
         parser.error("--jobs must be at least 1")
     if args.timeout <= 0:
         parser.error("--timeout must be a positive number of seconds")
-    if args.lesson and not re.fullmatch(r"\d\d", args.lesson):
+    if args.lesson and not LESSON_ID.match(args.lesson):
         parser.error("--lesson takes two digits, such as 01")
     submissions = {path.resolve() for path in args.submissions}
     if args.out.resolve() in submissions:
