@@ -1,6 +1,9 @@
 """Grading: the sandbox's cost per submission, and --jobs 2 against --jobs 1, in one run.
 
-    python bench/grade.py [--copies 20] [--solution solutions/01_inside_a_cnn.ipynb]
+    python bench/grade.py [--copies 20] [--solution solutions/01_inside_a_cnn.ipynb] [--trivial]
+
+--trivial grades a one-cell notebook instead (no TensorFlow in the kernel): what is left is the
+kernel's start and stop, the sandbox's cost, and the grader's checks of missing answers.
 
 Three batches of the same copies: --jobs 1 in the sandbox, --jobs 1 without it (--no-sandbox),
 --jobs 2 in the sandbox. Goals: the sandbox adds under 1 s per submission; --jobs 2 takes at most
@@ -71,15 +74,20 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--copies", type=int, default=20)
     parser.add_argument("--solution", type=Path, default=ROOT / "solutions" / "01_inside_a_cnn.ipynb")
+    parser.add_argument("--trivial", action="store_true", help="one cell, `x = 1`, instead of the solution")
     args = parser.parse_args(argv)
     possible = sum(t.points for t in checks.tasks(args.solution.name[:2]))
     with tempfile.TemporaryDirectory(prefix="bench-grade-") as folder:
         folder = Path(folder)
         notebook = light_copy(args.solution)
+        if args.trivial:
+            notebook.cells = [nbformat.v4.new_code_cell("x = 1")]
+            possible = 0
         paths = [folder / f"student_{i:02d}.ipynb" for i in range(args.copies)]
         for path in paths:
             nbformat.write(notebook, path)
-        print(f"Grading {args.copies} light copies of {args.solution.name} ({len(notebook.cells)} code cells), "
+        kind = "one-cell notebooks" if args.trivial else f"light copies of {args.solution.name}"
+        print(f"Grading {args.copies} {kind} ({len(notebook.cells)} code cells), "
               f"{os.cpu_count()} CPU cores, profile {os.environ['COURSEKIT_PROFILE']}.", flush=True)
         timed_batch(paths[:1], folder / "warmup.csv", 1)  # first kernel start and imports: disk caches
         times = {}

@@ -90,3 +90,34 @@ def test_the_sandbox_command_isolates_and_limits_the_kernel(tmp_path):
                                                          "PYDEVD_DISABLE_FILE_VALIDATION", "PATH",
                                                          "COURSEKIT_OFFLINE_CACHE", "KERAS_HOME", "LANG",
                                                          "PYTHONPATH"}
+
+
+def test_without_bubblewrap_the_grader_says_so(monkeypatch):
+    real_which = sandbox.shutil.which
+    monkeypatch.setattr(sandbox.shutil, "which", lambda name: None if name == "bwrap" else real_which(name))
+    sandbox.unavailable.cache_clear()
+    try:
+        assert "bubblewrap (bwrap) is not installed" in sandbox.unavailable()
+    finally:
+        sandbox.unavailable.cache_clear()
+
+
+def test_an_unsandboxed_run_says_so_in_the_summary_and_every_row(tmp_path, capsys):
+    import csv
+
+    import nbformat
+
+    from coursekit.tools import grade
+    notebooks = []
+    for name in ("a.ipynb", "b.ipynb"):
+        notebook = nbformat.v4.new_notebook()
+        notebook.cells = [nbformat.v4.new_code_cell("true_statements = {'a', 'c', 'e'}")]
+        notebooks.append(tmp_path / name)
+        nbformat.write(notebook, notebooks[-1])
+    out = tmp_path / "grades.csv"
+    assert grade.main([*map(str, notebooks), "--out", str(out), "--lesson", "01", "--no-sandbox", "--quiet",
+                       "--timeout", "60"]) == 0
+    assert "NOT SANDBOXED" in capsys.readouterr().out
+    rows = list(csv.DictReader(open(out, newline="")))
+    assert len(rows) == 2 and all(row["sandbox"].startswith("no sandbox") for row in rows)
+    assert all(row["01.4"] == "2" for row in rows)
