@@ -129,10 +129,10 @@ FORGERIES = {
         "def channel_weights(gradients):\n    return Anything()\n"
         "true_statements = Anything()",
     ],
-    "payload_flood.ipynb": [   # 300 MB of would-be replies during the check: exempt from the kernel's cap
+    "payload_flood.ipynb": [   # 600 MB of would-be replies during the check: exempt from the kernel's cap
         "from IPython.display import display\n"
         "def channel_weights(gradients):\n"
-        "    for _ in range(30):\n"
+        "    for _ in range(60):\n"
         "        display({'application/vnd.coursekit.reply+json': 'x' * 10_000_000}, raw=True)\n"
         "    return 0",
     ],
@@ -408,7 +408,8 @@ def test_the_lesson_comes_from_the_instructor(attacks):
 
 def test_grader_memory_stays_bounded(attacks):
     peak_mb = int(attacks["stdout"].split("PEAK_KB")[-1]) / 1000
-    assert peak_mb < 2500, f"the grader peaked at {peak_mb:.0f} MB"   # TensorFlow itself is about 1 GB
+    # TensorFlow and coursekit take the grader to about 0.85 GB; keeping the 600 MB flood would pass 1.4 GB
+    assert peak_mb < 1200, f"the grader peaked at {peak_mb:.0f} MB"
 
 
 def test_the_instructors_ctrl_c_stops_the_batch_and_keeps_the_rows(tmp_path):

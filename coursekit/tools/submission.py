@@ -226,6 +226,9 @@ class SubmissionRun:
         """
         loop = asyncio.get_running_loop()
         km = self.client.km
+        if self.client.kc is not None:  # no one would read its messages now: let none pile up in it
+            await ensure_async(self.client.kc.stop_channels())
+            self.client.kc = None
 
         def on_loop(coroutine_function):
             return asyncio.run_coroutine_threadsafe(ensure_async(coroutine_function()), loop).result(30)
