@@ -280,6 +280,8 @@ async def grade_submission(found: Submission, settings: Settings, record_path: P
         if record_path is not None:
             try:
                 record.cells.append(_grade_cell(grade, tasks))
+                record.metadata["coursekit_grade"] = {"sha256": found.sha256, "total": grade.total,
+                                                      "status": grade.status, "sandbox": grade.sandbox}
                 record_path.parent.mkdir(parents=True, exist_ok=True)
                 text = nbformat.writes(record)
                 record_path.write_text(text)
@@ -414,8 +416,13 @@ async def _run_batch(paths: list[Path], out: Path, settings: Settings, jobs: int
         stopped.append(number)
         batch.cancel()
 
+    handled = []
     for number in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(number, stop, number)
+        try:
+            loop.add_signal_handler(number, stop, number)
+            handled.append(number)
+        except (NotImplementedError, RuntimeError):  # Windows: Ctrl-C raises KeyboardInterrupt instead
+            pass
     try:
         return await grade_all(paths, out, settings, jobs, quiet, grades), False
     except asyncio.CancelledError:
@@ -423,7 +430,7 @@ async def _run_batch(paths: list[Path], out: Path, settings: Settings, jobs: int
             raise
         return [g for g in grades if g is not None], True
     finally:
-        for number in (signal.SIGINT, signal.SIGTERM):
+        for number in handled:
             loop.remove_signal_handler(number)
 
 
