@@ -131,8 +131,9 @@ class KernelLink:
             quiet_since = now
             if stdin.socket in events:
                 message = stdin.get_msg(timeout=0)
-                prompt = message["content"].get("prompt", "")
-                if prompt.startswith(CALLBACK_PROMPT):
+                content = message.get("content")
+                prompt = content.get("prompt", "") if isinstance(content, dict) else ""
+                if isinstance(prompt, str) and prompt.startswith(CALLBACK_PROMPT):
                     with CHECK_LOCK:
                         answer = self._callback(prompt)
                 else:
@@ -140,12 +141,13 @@ class KernelLink:
                 self.client.input(answer)
             if iopub.socket in events:
                 message = iopub.get_msg(timeout=0)
-                if message["parent_header"].get("msg_id") != msg_id:
-                    continue
-                kind, content = message["msg_type"], message["content"]
-                if kind == "display_data" and REPLY_MIME in content.get("data", {}):
+                parent, kind, content = message.get("parent_header"), message.get("msg_type"), message.get("content")
+                if not isinstance(parent, dict) or parent.get("msg_id") != msg_id or not isinstance(content, dict):
+                    continue   # someone else's message, or one the kernel's code made up
+                data = content.get("data")
+                if kind == "display_data" and isinstance(data, dict) and isinstance(data.get(REPLY_MIME), str):
                     try:
-                        candidate = wire.loads(content["data"][REPLY_MIME])
+                        candidate = wire.loads(data[REPLY_MIME])
                     except wire.WireError as error:
                         candidate = {"ok": False, "unreadable": str(error)}
                     if isinstance(candidate, dict) and candidate.get("id") == request_id:
@@ -339,7 +341,7 @@ class RemoteFunction:
     remote_call = True   # core.call leaves the from-scratch watch to the kernel
 
     def __init__(self, link: KernelLink, target: dict, type_name=None):
-        self._link, self._target = link, target
+        self._link, self._target, self._type = link, target, type_name
         self.__name__ = "answer"
 
     def __repr__(self) -> str:
@@ -427,10 +429,11 @@ def grade_tasks(link: KernelLink, tasks: list) -> dict[str, dict]:
                                      "check_error": outcome.check_error}
             except CheckTimeout:
                 outcomes[task.id] = _not_checked("checking it took too long")
-                link.deadline = time.monotonic() + INTERRUPT_GRACE  # leave the kernel a moment; skip the rest
                 for later in tasks[len(outcomes):]:
                     outcomes.setdefault(later.id, _not_checked("the checks ran out of time"))
                 break
+            except Exception as error:  # noqa: BLE001 - a reply the grader could not make sense of
+                outcomes[task.id] = _not_checked(f"the kernel's reply could not be read ({type(error).__name__})")
             except KernelGone:
                 outcomes[task.id] = _not_checked("the kernel died")
                 for later in tasks:
