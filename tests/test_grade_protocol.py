@@ -121,3 +121,16 @@ def test_an_unsandboxed_run_says_so_in_the_summary_and_every_row(tmp_path, capsy
     rows = list(csv.DictReader(open(out, newline="")))
     assert len(rows) == 2 and all(row["sandbox"].startswith("no sandbox") for row in rows)
     assert all(row["01.4"] == "2" for row in rows)
+
+
+def test_a_check_that_passes_what_cannot_cross_is_a_check_error_not_the_students():
+    from coursekit.tools import remote
+
+    link = remote.KernelLink.__new__(remote.KernelLink)   # no kernel: encoding fails before any request
+    link.callbacks, link.saved_models = {}, {}
+    answer = remote.RemoteFunction(link, {"name": "answer"})
+
+    def run(value):
+        core.call(value, object(), what="answer(x)")
+    outcome = core.evaluate(core.Task("99.2", 2, "answer", "test", run), answer)
+    assert not outcome.passed and outcome.check_error and "cannot send a object" in outcome.message

@@ -48,6 +48,11 @@ class Hint(Exception):
     """A check found something not right yet; the message tells the student what to look at."""
 
 
+class CheckBug(Exception):
+    """The check itself did something the grading protocol cannot do (pass an object that cannot
+    reach the student's kernel, say): a bug to report, never the student's fault."""
+
+
 @dataclass(frozen=True)
 class Task:
     id: str                            # "NN.k": lesson NN, task k
@@ -199,7 +204,7 @@ def call(function: Callable, *args, what: str = "your function", **kwargs):
     except NotImplementedError:
         raise Hint(f"{what} still raises NotImplementedError: replace `# YOUR CODE HERE` and "
                    "`raise NotImplementedError()` with your code, run that cell, then this one.") from None
-    except Hint:
+    except (Hint, CheckBug):
         raise
     except Exception as error:
         message = str(error).strip().splitlines()[0][:300] if str(error).strip() else ""

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..checks.core import MISSING, Hint, UsedForbidden, evaluate, forbidden_now
+from ..checks.core import MISSING, CheckBug, Hint, UsedForbidden, evaluate, forbidden_now
 from . import wire
 from .kernel_side import CALLBACK_PROMPT, EXCHANGE, REPLY_MIME
 
@@ -243,7 +243,12 @@ class KernelLink:
             if isinstance(value, keras.Model):
                 if id(value) not in self.saved_models:
                     name = f"grader-{len(self.saved_models)}-{uuid.uuid4().hex[:8]}.keras"
-                    value.save(self.exchange / name)
+                    try:
+                        value.save(self.exchange / name)
+                    except Exception as error:  # a layer Keras cannot save: the check must build another model
+                        raise CheckBug(f"the grader cannot send the model {value.name!r} to the kernel "
+                                       f"({type(error).__name__}: {str(error).strip()[:120]}); build the check's "
+                                       "models from layers Keras can save") from None
                     self.saved_models[id(value)] = name
                 return {"$": "keras_model", "file": self.saved_models[id(value)]}
         if callable(value):
@@ -353,7 +358,7 @@ class RemoteFunction:
             body = {"op": "call", "target": self._target, "args": [link.encode(a) for a in args],
                     "kwargs": {str(k): link.encode(v) for k, v in kwargs.items()}, "forbidden": list(forbidden_now())}
         except TypeError as error:  # the check passed something that cannot cross: a bug in the check
-            raise RuntimeError(str(error)) from None
+            raise CheckBug(str(error)) from None
         reply = link.request(body)
         if "unreadable" in reply:
             raise Hint(f"the grader could not read what your function returned ({str(reply['unreadable'])[:200]}).")
