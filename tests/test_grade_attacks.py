@@ -27,7 +27,7 @@ import coursekit
 from coursekit.tools import grade, sandbox
 
 ROOT = Path(__file__).resolve().parents[1]
-TIMEOUT, CHECK_TIMEOUT = 15, 15
+TIMEOUT, CHECK_TIMEOUT = 15, 30   # checks: room for one kernel to import TensorFlow on a loaded machine
 MARKER = "coursekit-attack-marker-7d1f"      # in the command line of every process an attack starts
 LIMIT_PER_SUBMISSION = TIMEOUT + CHECK_TIMEOUT + grade.GRACE_SECONDS
 
