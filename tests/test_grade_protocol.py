@@ -134,3 +134,13 @@ def test_a_check_that_passes_what_cannot_cross_is_a_check_error_not_the_students
         core.call(value, object(), what="answer(x)")
     outcome = core.evaluate(core.Task("99.2", 2, "answer", "test", run), answer)
     assert not outcome.passed and outcome.check_error and "cannot send a object" in outcome.message
+
+
+def test_without_an_offline_cache_the_instructors_keras_cache_is_seen_read_only(tmp_path, monkeypatch):
+    (tmp_path / ".keras" / "models").mkdir(parents=True)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.delenv("COURSEKIT_OFFLINE_CACHE", raising=False)
+    argv = sandbox.command(["python"], tmp_path / "work", tmp_path / "sockets", [], sandbox.Limits())
+    at = argv.index(str(tmp_path / ".keras"))
+    assert argv[at - 1] == "--ro-bind" and argv[at + 1] == f"{sandbox.HOME}/.keras"
+    assert argv[argv.index("KERAS_HOME") + 1] == f"{sandbox.HOME}/.keras"

@@ -4,7 +4,8 @@ Inside the sandbox a kernel sees: the system folders (``/usr``, ``/etc``, ``/lib
 Python installation that runs the grader (its prefix and every folder on ``sys.path``), all
 read-only (of a project that holds coursekit, only coursekit's own folder); a private ``/tmp``
 that holds its HOME, IPython folder and Keras cache (a private copy of ``COURSEKIT_OFFLINE_CACHE``
-where that is set); and, writable, only the submission's own
+where that is set, else the instructor's ``~/.keras`` read-only: there is no network to download
+from); and, writable, only the submission's own
 working folder and the folder of its connection sockets. No network (``--unshare-all``), its
 own process namespace (every process it starts is killed with it, ``--die-with-parent``), a new
 session (no terminal to type into), an environment of :data:`PASSED_VARIABLES` only, and per
@@ -102,6 +103,10 @@ def command(argv: list[str], workdir: Path, sockets: Path, hidden: list[Path], l
         path = path.resolve()
         if any(path.is_relative_to(folder) for folder in bound):
             args += ["--tmpfs", str(path)]
+    keras_cache = Path.home() / ".keras"
+    if not (cache and Path(cache).is_dir()) and keras_cache.is_dir():
+        # no network in here: the instructor's downloaded weights, read-only (nothing can be planted in them)
+        args += ["--ro-bind", str(keras_cache.resolve()), f"{HOME}/.keras"]
     args += ["--bind", str(workdir), str(workdir), "--bind", str(sockets), str(sockets), "--chdir", str(workdir)]
     environment = {name: os.environ[name] for name in PASSED_VARIABLES if name in os.environ}
     environment.update(PYTHONPATH=str(coursekit_folder().parent), HOME=HOME, TMPDIR="/tmp", IPYTHONDIR=f"{HOME}/.ipython",
@@ -110,7 +115,7 @@ def command(argv: list[str], workdir: Path, sockets: Path, hidden: list[Path], l
     if cache and Path(cache).is_dir():
         environment["COURSEKIT_OFFLINE_CACHE"] = str(Path(cache).resolve())
     else:
-        environment["KERAS_HOME"] = f"{HOME}/.keras"
+        environment["KERAS_HOME"] = f"{HOME}/.keras"   # the instructor's cache, read-only, or an empty folder
     environment.setdefault("LANG", "C.UTF-8")
     for name, value in sorted(environment.items()):
         args += ["--setenv", name, value]
