@@ -79,6 +79,8 @@ def test_the_sandbox_command_isolates_and_limits_the_kernel(tmp_path):
     assert argv[:3] == ["prlimit", f"--as={1024 * 1024 * 1024}", "--cpu=30"]
     for option in ("--unshare-all", "--die-with-parent", "--new-session", "--clearenv", "--tmpfs /tmp"):
         assert option in text
+    if sandbox.can_size_tmpfs():   # bubblewrap 0.8 and later: /tmp is memory, and limited
+        assert f"--size {sandbox.TMP_MB * 1024 * 1024} --tmpfs /tmp" in text
     assert f"--bind {tmp_path / 'work'} {tmp_path / 'work'}" in text
     assert "--bind / " not in text and "--ro-bind / /" not in text    # no view of the whole disk
     project = Path(__file__).resolve().parents[1]                     # its solutions/ stay out of view

@@ -5,11 +5,11 @@ Python installation that runs the grader (its prefix and every folder on ``sys.p
 read-only (of a project that holds coursekit, only coursekit's own folder); a private ``/tmp``
 that holds its HOME, IPython folder and Keras cache (a private copy of ``COURSEKIT_OFFLINE_CACHE``
 where that is set, else the instructor's ``~/.keras`` read-only: there is no network to download
-from); and, writable, only the submission's own
-working folder and the folder of its connection sockets. No network (``--unshare-all``), its
-own process namespace (every process it starts is killed with it, ``--die-with-parent``), a new
-session (no terminal to type into), an environment of :data:`PASSED_VARIABLES` only, and per
-process an address-space limit and a CPU-time limit (:class:`Limits`). The submissions, the
+from); and, writable, only the submission's own working folder and the folder of its connection
+sockets. No network (``--unshare-all``), its own process namespace (every process it starts is
+killed with it, ``--die-with-parent``), a new session (no terminal to type into), an environment
+of :data:`PASSED_VARIABLES` only, per process an address-space limit and a CPU-time limit, and a
+size limit on ``/tmp`` where this bubblewrap can set one (:class:`Limits`). The submissions, the
 grade table and the executed notebooks are not in its view.
 
 Without bubblewrap, or where it cannot create namespaces (macOS, some containers),
@@ -32,12 +32,14 @@ PASSED_VARIABLES = ("COURSEKIT_PROFILE", "COURSEKIT_REQUIRE_PRETRAINED", "COURSE
                     "TF_CPP_MIN_LOG_LEVEL", "LANG", "LC_ALL")
 MEMORY_MB = 6144       # address space per process: TensorFlow alone reserves about 2.5 GB
 HOME = "/tmp/home"
+TMP_MB = 1024
 
 
 @dataclass(frozen=True)
 class Limits:
     memory_mb: int = MEMORY_MB      # RLIMIT_AS of every process in the sandbox
     cpu_seconds: int = 900          # RLIMIT_CPU of every process in the sandbox
+    tmp_mb: int = TMP_MB            # size of the sandbox's /tmp (memory), where bwrap can limit it
 
 
 @functools.lru_cache(maxsize=1)
@@ -63,6 +65,17 @@ def unavailable() -> str | None:
 def coursekit_folder() -> Path:
     import coursekit
     return Path(coursekit.__file__).resolve().parent
+
+
+@functools.lru_cache(maxsize=1)
+def can_size_tmpfs() -> bool:
+    """Whether this bwrap limits a tmpfs' size (``--size``, bubblewrap 0.8 and later)."""
+    try:
+        test = subprocess.run([shutil.which("bwrap") or "bwrap", "--unshare-all", "--ro-bind", "/", "/",
+                               "--size", "1048576", "--tmpfs", "/tmp", "--", "true"], capture_output=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return test.returncode == 0
 
 
 def installation_folders() -> list[Path]:
@@ -92,7 +105,10 @@ def command(argv: list[str], workdir: Path, sockets: Path, hidden: list[Path], l
             args += ["--symlink", os.readlink(path), folder]
         elif path.is_dir():
             args += ["--ro-bind", folder, folder]
-    args += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "--dir", HOME, "--dir", "/var/tmp"]
+    args += ["--proc", "/proc", "--dev", "/dev"]
+    if can_size_tmpfs():
+        args += ["--size", str(limits.tmp_mb * 1024 * 1024)]
+    args += ["--tmpfs", "/tmp", "--dir", HOME, "--dir", "/var/tmp"]
     bound = installation_folders()
     cache = os.environ.get("COURSEKIT_OFFLINE_CACHE", "").strip()
     if cache and Path(cache).is_dir():
