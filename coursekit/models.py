@@ -537,3 +537,31 @@ def load_model(path: str | Path) -> keras.Model:
     if path.suffix != ".keras":
         raise ValueError(f"load_model reads Keras' native .keras files; got {str(path)!r}.")
     return keras.models.load_model(path)
+
+
+def nested_layers(model: keras.Model, prefix: str = "") -> list[tuple[str, keras.layers.Layer]]:
+    """``(path, layer)`` for every layer that is not itself a model, nested models walked through.
+
+    A layer of ``model`` is named by its own name, a layer inside a nested model by
+    ``"<nested model>/<layer>"`` (to any depth). Input layers are left out.
+    """
+    found = []
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.InputLayer):
+            continue
+        path = f"{prefix}{layer.name}"
+        if isinstance(layer, keras.Model):
+            found.extend(nested_layers(layer, f"{path}/"))
+        else:
+            found.append((path, layer))
+    return found
+
+
+def layer_at(model: keras.Model, path: str) -> keras.layers.Layer:
+    """The layer at ``path`` (``"name"`` or ``"outer/inner"``) of a possibly nested model."""
+    current = model
+    for part in str(path).split("/"):
+        if not isinstance(current, keras.Model):
+            raise ValueError(f"{path!r}: {current.name!r} is a layer, not a model with layers inside.")
+        current = get_layer(current, part)
+    return current
