@@ -8,7 +8,7 @@ digits whose decoy square encodes the label, then tested on decoyed test digits 
 label's square and with a random digit's square. Printed per model: mean, lowest and highest drop
 over the seeds, both accuracies, and the share of vanilla saliency inside the square. Models:
 
-* ``strided same``: ``coursekit.shortcuts.strided_cnn()``, the CNN of lesson 05;
+* ``strided same``: ``coursekit.models.strided_cnn()``, the CNN of lesson 05;
 * ``strided valid``: the same with ``padding="valid"``;
 * ``course cnn``: ``coursekit.models.mnist_cnn()`` (3x3 convolutions with max pooling, lesson 01);
 * ``lecture cnn``: one 64-filter 3x3 convolution with "valid" padding, max pooling, softmax (as
@@ -29,7 +29,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 import coursekit  # noqa: E402,F401  (offline cache before Keras)
-from coursekit import data, env, metrics, models, saliency, shortcuts  # noqa: E402
+from coursekit import data, env, metrics, models, saliency  # noqa: E402
 
 LEARNING_RATE = 3e-3
 
@@ -44,8 +44,8 @@ def lecture_cnn() -> keras.Model:
 
 
 BUILDERS = {
-    "strided same": lambda: shortcuts.strided_cnn("same"),
-    "strided valid": lambda: shortcuts.strided_cnn("valid"),
+    "strided same": lambda: models.strided_cnn("same"),
+    "strided valid": lambda: models.strided_cnn("valid"),
     "course cnn": models.mnist_cnn,
     "lecture cnn": lecture_cnn,
     "paper mlp": models.mnist_mlp,

@@ -17,7 +17,15 @@ import os
 # than they help; set TF_CPP_MIN_LOG_LEVEL=0 before importing coursekit to see them again.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+import warnings  # noqa: E402
+
 from . import env  # noqa: E402
+
+# tf-keras-vis calls a model with a list of inputs ([images]); Keras 3 then warns that a
+# one-input model got a list, although it computes the same thing. The warning means nothing to
+# a student, so it is hidden (only this message).
+warnings.filterwarnings("ignore", message="The structure of `inputs` doesn't match the expected structure",
+                        category=UserWarning)
 
 __version__ = "0.1.0"
 

@@ -1,7 +1,7 @@
 """A model's forward pass compiled once per model for any batch size.
 
 ``model.predict_on_batch`` retraces its function for every new batch shape (and TensorFlow warns
-about it); occlusion and deletion curves send batches of many sizes, so they use this instead.
+about it); occlusion, deletion curves and feature maps send batches of many sizes, so they use this.
 """
 from __future__ import annotations
 
@@ -9,15 +9,28 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from . import _cache
+from . import _cache, _inputs
+
+
+def _compiled(model: keras.Model):
+    def build():
+        spec = tf.TensorSpec((None, *_inputs.input_shape(model)), tf.float32)
+        return tf.function(lambda images: model(images, training=False), input_signature=[spec])
+    return _cache.per_model(model, "forward", build)
+
+
+def predict_all(model: keras.Model, batch: np.ndarray, batch_size: int = 256) -> list[np.ndarray]:
+    """Every output of ``model(batch)`` in inference mode, ``batch_size`` images at a time: float32 arrays."""
+    forward = _compiled(model)
+    batch = np.asarray(batch, dtype="float32")
+    parts = []
+    for part in _inputs.batches(len(batch), batch_size):
+        outputs = forward(tf.constant(batch[part]))
+        parts.append([np.asarray(out, dtype="float32") for out in (outputs if isinstance(outputs, (list, tuple))
+                                                                   else [outputs])])
+    return [np.concatenate(column) for column in zip(*parts)]
 
 
 def predict(model: keras.Model, batch: np.ndarray, batch_size: int = 256) -> np.ndarray:
-    """``model(batch)`` in inference mode, ``batch_size`` images at a time, as a float32 array."""
-    def build():
-        spec = tf.TensorSpec((None, *model.inputs[0].shape[1:]), tf.float32)
-        return tf.function(lambda images: model(images, training=False), input_signature=[spec])
-    forward = _cache.per_model(model, "forward", build)
-    batch = np.asarray(batch, dtype="float32")
-    return np.concatenate([np.asarray(forward(tf.constant(batch[start:start + batch_size])), dtype="float32")
-                           for start in range(0, len(batch), batch_size)])
+    """``model(batch)`` for a model with one output, as one float32 array."""
+    return predict_all(model, batch, batch_size)[0]

@@ -6,8 +6,8 @@ import dataclasses
 import keras
 import numpy as np
 
-from . import _cache
-from .models import get_layer, layer_at, output_rank, require_spatial
+from . import _forward, _inputs
+from ._inputs import require_spatial
 
 FEATURE_LAYER_TYPES = (keras.layers.Conv2D, keras.layers.SeparableConv2D,
                        keras.layers.DepthwiseConv2D, keras.layers.MaxPooling2D,
@@ -15,47 +15,41 @@ FEATURE_LAYER_TYPES = (keras.layers.Conv2D, keras.layers.SeparableConv2D,
 
 
 def default_feature_layers(model: keras.Model) -> list[str]:
-    """Every convolution (plain, separable, depthwise) and local pooling layer, in order."""
-    return [layer.name for layer in model.layers if isinstance(layer, FEATURE_LAYER_TYPES)]
+    """Every convolution (plain, separable, depthwise) and local pooling layer, in order.
+
+    Layers inside nested sub-models (a backbone in a transfer-learning model) are included, by
+    their own name when it is unique across the nesting, else by path (``"backbone/conv1"``).
+    """
+    return [_inputs.short_name(model, path) for path, layer in _inputs.layer_paths(model).items()
+            if isinstance(layer, FEATURE_LAYER_TYPES)]
 
 
 def activation_model(model: keras.Model, layers: list[str] | tuple[str, ...]) -> keras.Model:
-    """A model from ``model``'s input to the outputs of ``layers`` (a list), built once and cached."""
-    layers = tuple(layers)
-    outputs = [get_layer(model, name).output for name in layers]
-    return _cache.per_model(model, ("activations", layers),
-                            lambda: keras.Model(model.inputs, outputs, name=f"{model.name}_activations"))
+    """A model from ``model``'s input to the outputs of ``layers`` (a list), built once and cached.
+
+    Works for layers inside nested sub-models too (:func:`coursekit._inputs.outputs_model`).
+    """
+    return _inputs.outputs_model(model, list(layers))
 
 
 def feature_maps(model: keras.Model, images, layers=None, batch_size: int = 32) -> dict[str, np.ndarray]:
-    """Outputs of ``layers`` for a preprocessed batch ``images`` ``(N, H, W, C)``.
+    """Outputs of ``layers`` for a preprocessed batch ``images`` ``(N, H, W, C)`` (or one image).
 
-    ``layers`` is a list of layer names, or None for :func:`default_feature_layers`.
-    Returns ``{layer_name: array}``, each ``(N, h, w, channels)`` (or whatever shape the layer
-    outputs), in the order of ``layers``.
+    ``layers`` is a layer name, a list of names (or paths into nested models), or None for
+    :func:`default_feature_layers`. Returns ``{layer_name: array}``, each ``(N, h, w, channels)``
+    (or whatever shape the layer outputs), in the order of ``layers``; ``batch_size`` images go
+    through the model at a time (it never changes the result).
     """
-    names = list(layers) if layers is not None else default_feature_layers(model)
     if isinstance(layers, str):
         names = [layers]
+    else:
+        names = list(layers) if layers is not None else default_feature_layers(model)
     if not names:
-        raise ValueError("No layers to read: pass layer names, e.g. layers=['conv1'].")
-    batch = np.asarray(images, dtype="float32")
-    expected = tuple(model.inputs[0].shape[1:])
-    if batch.ndim == len(expected):
-        batch = batch[None]
-    _check_input_shape(batch.shape[1:], expected, model.name)
-    outputs = activation_model(model, names).predict(batch, batch_size=batch_size, verbose=0)
-    if len(names) == 1:
-        outputs = [outputs]
-    return {name: np.asarray(out) for name, out in zip(names, outputs)}
-
-
-def _check_input_shape(got: tuple, expected: tuple, model_name: str) -> None:
-    fits = len(got) == len(expected) and all(e is None or e == g for g, e in zip(got, expected))
-    if not fits:
-        raise ValueError(f"Model {model_name!r} takes images of shape (N, "
-                         f"{', '.join(str(e) for e in expected)}); got (N, {', '.join(map(str, got))}). "
-                         "Resize them (coursekit.data.resize) and preprocess them first.")
+        raise ValueError(f"Model {model.name!r} has no convolution or pooling layer to read: pass layer "
+                         "names, e.g. layers=['conv1'] (coursekit.models.layer_names(model) lists them).")
+    batch = _inputs.image_batch(model, images)
+    extractor = activation_model(model, names)
+    return dict(zip(names, _forward.predict_all(extractor, batch, batch_size)))
 
 
 def normalize_channels(fmap: np.ndarray) -> np.ndarray:
@@ -133,13 +127,7 @@ def receptive_field(model: keras.Model, layer: str) -> ReceptiveField:
     kept. ``same`` padding is taken as TensorFlow pads: ``(k_eff - 1) // 2`` on the top/left at
     stride 1, and for stride ``s`` what an input side divisible by ``s`` needs.
     """
-    if "/" in str(layer):  # TODO(_inputs): find_layer resolves names and paths alike
-        target = layer_at(model, layer)
-        if output_rank(target) != 4:
-            raise ValueError(f"Layer {layer!r} outputs shape {tuple(target.output.shape)}: a receptive field "
-                             "needs a layer with height, width and channels (N, H, W, C).")
-    else:
-        target = require_spatial(model, layer, purpose="a receptive field")
+    target = require_spatial(model, layer, purpose="a receptive field")
     found = _fields(model, ReceptiveField(1, 1, 0), target)[1]
     if found is None:
         raise AssertionError(f"layer {layer!r} was not reached")  # require_spatial found it

@@ -18,9 +18,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from . import _cache
-from ._gradients import chunks
-from .models import get_layer, require_spatial
+from . import _cache, _inputs
+from ._inputs import find_layer, require_spatial
 
 START_NOISE = 0.1     # the start image is uniform noise in [-0.1, 0.1] around 0 (mid-grey after
                       # the [-1, 1] preprocessing of Xception and MobileNet)
@@ -65,8 +64,8 @@ def filter_patterns(model: keras.Model, layer: str, filters, steps: int = 30, si
     optimised together, one image each, as a batch in a compiled step: all of them at once on a
     GPU, ``CPU_BATCH`` at a time on a CPU (``batch_size`` overrides this). Filter ``f`` starts
     from noise drawn from ``(seed, f)`` and images do not interact, so a filter's result does not
-    depend on the others in the batch. ``size``: side of the images in pixels; a model with a fixed input size needs exactly
-    that size. ``lr``: L2 length of each step in input units. ``regularize``: add jitter and blur
+    depend on the others in the batch. ``size``: side of the images in pixels; a model with a
+    fixed input size needs exactly that size. ``lr``: L2 length of each step in input units. ``regularize``: add jitter and blur
     (module docstring). The images are in the model's preprocessed input space: show them with
     :func:`deprocess`.
 
@@ -79,15 +78,14 @@ def filter_patterns(model: keras.Model, layer: str, filters, steps: int = 30, si
     channels = _check_size(model, size)
     if steps < 0:
         raise ValueError(f"steps must be >= 0; got {steps}.")
-    extractor = _cache.per_model(model, ("layer_output", layer),
-                                 lambda: keras.Model(model.inputs, target.output))
+    extractor = _inputs.outputs_model(model, [layer])   # a layer inside a nested backbone works too
     _check_map_size(extractor, size, layer)
     step = _cache.per_model(model, ("ascent_step", layer, size), lambda: _ascent_step(extractor, size))
     blur = _cache.per_model(model, ("blur", channels), lambda: _blur(channels))
 
     if batch_size is None:
         batch_size = len(indices) if tf.config.list_physical_devices("GPU") else CPU_BATCH
-    parts = chunks(len(indices), batch_size)
+    parts = _inputs.batches(len(indices), batch_size)
     images = [tf.constant(np.stack([start_image(seed, f, size, channels) for f in indices[part]]))
               for part in parts]
     chosen = [tf.constant(indices[part], dtype=tf.int32) for part in parts]
@@ -258,7 +256,7 @@ def filter_weights(model: keras.Model, layer: str) -> np.ndarray:
     Draw them with :func:`coursekit.plotting.show_kernels_rgb` (3 input channels) or
     :func:`coursekit.plotting.show_kernel_channels`.
     """
-    found = get_layer(model, layer)
+    found = find_layer(model, layer)
     if isinstance(found, keras.layers.SeparableConv2D):
         return np.asarray(found.depthwise_kernel)
     if isinstance(found, (keras.layers.Conv2D, keras.layers.DepthwiseConv2D)):

@@ -14,7 +14,7 @@ from __future__ import annotations
 import keras
 import numpy as np
 
-from . import _cache, _forward
+from . import _cache, _forward, _inputs
 from .models import ends_in_softmax
 
 # ----------------------------------------------------------------------------- agreement with a region
@@ -106,13 +106,12 @@ def blurred(images, sigma: float | None = None) -> np.ndarray:
 
 def _curve(model, images, heatmaps, class_index, steps, baseline, delete: bool, seed: int,
            batch_size: int):
-    images = np.asarray(images, dtype="float32")
-    expected = tuple(model.inputs[0].shape[1:])
-    if images.ndim != 4 or any(e is not None and e != g for g, e in zip(images.shape[1:], expected)):
-        raise ValueError(f"Model {model.name!r} takes a batch of shape (N, {', '.join(map(str, expected))}); "
-                         f"got {images.shape}. Preprocess the images first.")
+    images = _inputs.image_batch(model, images)
+    _inputs.batches(1, batch_size)  # a bad batch_size is refused before any work
     count, height, width = images.shape[:3]
     heatmaps = np.asarray(heatmaps, dtype="float64")
+    if heatmaps.shape == (height, width) and count == 1:
+        heatmaps = heatmaps[None]
     if heatmaps.shape != (count, height, width):
         raise ValueError(f"heatmaps must be (N, H, W) = {(count, height, width)}, one per image at the "
                          f"image's resolution; got {heatmaps.shape}. Resize them to the image first.")
@@ -126,12 +125,7 @@ def _curve(model, images, heatmaps, class_index, steps, baseline, delete: bool, 
 
     probabilities = _probabilities(model)
     first = _forward.predict(probabilities, images, batch_size)
-    if class_index is None:
-        classes = first.argmax(axis=1)
-    else:
-        classes = np.broadcast_to(np.asarray(class_index, dtype=int), (count,))
-        if classes.min() < 0 or classes.max() >= first.shape[1]:
-            raise ValueError(f"class_index {class_index!r} is out of range 0..{first.shape[1] - 1}.")
+    classes = _inputs.resolve_classes(_inputs.class_codes(class_index, count, first.shape[1]), first)
 
     # Pixels in decreasing heatmap order; ties (flat regions) in a seeded random order, not raster order.
     rng = np.random.default_rng(seed)
@@ -159,11 +153,13 @@ def deletion_curve(model, images, heatmaps, class_index=None, steps: int = 20, b
                    seed: int = 0, batch_size: int = 128):
     """Class probability as the pixels a heatmap ranks highest are deleted, most important first.
 
-    ``images``: the model's preprocessed batch ``(N, H, W, C)``; ``heatmaps``: ``(N, H, W)``, any
-    scale (only the order counts). At step ``t`` of ``steps`` the top ``t / steps`` of the pixels
-    (all channels) take the value of ``baseline`` (a number in the model's input space, an array
-    like ``images``, or ``"blur"``). ``class_index``: None = each image's top class, or an int / one
-    per image. The probability is the model's softmax output (a softmax is added to a model without one).
+    ``images``: the model's preprocessed batch ``(N, H, W, C)`` (or one image); ``heatmaps``:
+    ``(N, H, W)`` (or one ``(H, W)``), any scale (only the order counts). At step ``t`` of
+    ``steps`` the top ``t / steps`` of the pixels (all channels) take the value of ``baseline``
+    (a number in the model's input space, an array like ``images``, or ``"blur"``).
+    ``class_index``: None = each image's top class, or an int / one per image. The probability
+    is the model's softmax output (a softmax is added to a model without one). ``batch_size``
+    images go through the model at a time (it never changes the result).
 
     Returns ``(fractions, curves)``: ``(steps + 1,)`` from 0 to 1 and ``(N, steps + 1)`` probabilities.
     """
@@ -188,15 +184,15 @@ def area_under(curves) -> np.ndarray:
 
 
 def deletion_auc(model, images, heatmaps, class_index=None, steps: int = 20, baseline=0.0,
-                 seed: int = 0) -> np.ndarray:
+                 seed: int = 0, batch_size: int = 128) -> np.ndarray:
     """Area under :func:`deletion_curve` per image, in [0, 1]: lower means a more faithful heatmap."""
-    return area_under(deletion_curve(model, images, heatmaps, class_index, steps, baseline, seed)[1])
+    return area_under(deletion_curve(model, images, heatmaps, class_index, steps, baseline, seed, batch_size)[1])
 
 
 def insertion_auc(model, images, heatmaps, class_index=None, steps: int = 20, baseline="blur",
-                  seed: int = 0) -> np.ndarray:
+                  seed: int = 0, batch_size: int = 128) -> np.ndarray:
     """Area under :func:`insertion_curve` per image, in [0, 1]: higher means a more faithful heatmap."""
-    return area_under(insertion_curve(model, images, heatmaps, class_index, steps, baseline, seed)[1])
+    return area_under(insertion_curve(model, images, heatmaps, class_index, steps, baseline, seed, batch_size)[1])
 
 
 # ----------------------------------------------------------------------------- comparing maps

@@ -11,7 +11,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from . import _cache, env
+from . import _cache, _forward, _inputs, env
 
 
 class WeightsUnavailableError(RuntimeError):
@@ -173,41 +173,18 @@ def imagenet_class_names() -> list[str]:
 
 # ----------------------------------------------------------------------------- layers
 
-def get_layer(model: keras.Model, name: str) -> keras.layers.Layer:
-    """``model.get_layer(name)``, but a wrong name raises a ValueError listing the closest names."""
-    names = [layer.name for layer in model.layers]
-    if name in names:
-        return model.get_layer(name)
-    close = difflib.get_close_matches(str(name), names, n=5, cutoff=0.5)
-    hint = f"Did you mean one of {close}?" if close else f"Its layers include {names[:8]}..."
-    raise ValueError(f"Model {model.name!r} has no layer {name!r}. {hint} "
-                     "(model.summary() lists every layer.)")
+# Layers are found through the shared input module, which also looks inside nested sub-models
+# (a pretrained backbone inside a transfer-learning model): a layer's own name works when it is
+# unique across the nesting, a path such as "mobilenetv2_1.00_224/Conv_1" always does.
+get_layer = _inputs.find_layer
+require_spatial = _inputs.require_spatial
+last_spatial_layer = _inputs.last_spatial_layer
+output_rank = _inputs.output_rank
 
 
-def output_rank(layer: keras.layers.Layer) -> int:
-    return len(layer.output.shape)
-
-
-def require_spatial(model: keras.Model, name: str, purpose: str = "a feature map") -> keras.layers.Layer:
-    """The layer called ``name``, checked to output 4-D ``(N, H, W, C)`` feature maps."""
-    layer = get_layer(model, name)
-    if output_rank(layer) != 4:
-        raise ValueError(
-            f"Layer {name!r} outputs shape {tuple(layer.output.shape)}, not (N, H, W, C): "
-            f"{purpose} needs a layer with height, width and channels (a convolution or pooling "
-            f"layer), such as {last_spatial_layer(model)!r}, the last one here.")
-    return layer
-
-
-def last_spatial_layer(model: keras.Model) -> str:
-    """Name of the last layer whose output is 4-D with more than one pixel (Grad-CAM's default).
-
-    Globally pooled ``(N, 1, 1, C)`` outputs, as in MobileNet's head, are skipped.
-    """
-    for layer in reversed(model.layers):
-        if output_rank(layer) == 4 and tuple(layer.output.shape[1:3]) != (1, 1):
-            return layer.name
-    raise ValueError(f"Model {model.name!r} has no layer with a 4-D (N, H, W, C) output.")
+def layer_names(model: keras.Model) -> list[str]:
+    """Every layer's path, depth first, with the layers inside nested sub-models (``"outer/inner"``)."""
+    return list(_inputs.layer_paths(model))
 
 
 class _SharedLinear(keras.layers.Layer):
@@ -232,9 +209,9 @@ def pre_softmax(model: keras.Model) -> keras.Model:
     It *shares* ``model``'s weights (nothing is copied), so it stays right while ``model`` trains;
     built once per model. Handles the two endings Keras models have: a final
     ``Activation("softmax")`` layer (MobileNet) and a ``Dense(..., activation="softmax")`` layer
-    (Xception, VGG16, the course's CNNs). A model without a final softmax is returned unchanged.
-    Its inputs stay a list, as tf-keras-vis calls models; to call it yourself on one batch
-    without a Keras warning, use :func:`coursekit.saliency.pre_softmax_model`.
+    (Xception, VGG16, the course's CNNs, a transfer-learning head). A model without a final
+    softmax is returned unchanged. It takes one tensor, ``logits_model(images)``; tf-keras-vis
+    accepts it as it is (``Gradcam(pre_softmax(model), clone=False)``).
     """
     if not ends_in_softmax(model):
         return model
@@ -251,7 +228,8 @@ def _build_pre_softmax(model: keras.Model) -> keras.Model:
         raise TypeError(f"Model {model.name!r} ends in a {type(last).__name__} layer with a softmax; only "
                         "a Dense layer or an Activation('softmax') layer can be cut before its softmax. "
                         "End the model in Dense(...) followed by Activation('softmax').")
-    return keras.Model(model.inputs, logits, name=f"{model.name}_logits")
+    _inputs.input_shape(model)  # one image input, or a clear error
+    return keras.Model(model.inputs[0], logits, name=f"{model.name}_logits")
 
 
 # ----------------------------------------------------------------------------- course CNNs
@@ -267,6 +245,27 @@ def mnist_cnn(conv_filters: tuple[int, ...] = (16, 32), dense_units: int = 64,
         x = keras.layers.MaxPooling2D(2, name=f"pool{i}")(x)
     x = keras.layers.Flatten(name="flatten")(x)
     x = keras.layers.Dense(dense_units, activation="relu", name="dense")(x)
+    outputs = keras.layers.Dense(10, activation="softmax", name="predictions")(x)
+    return keras.Model(inputs, outputs, name=name)
+
+
+def strided_cnn(padding: str = "same", name: str = "strided_cnn") -> keras.Model:
+    """A small CNN for 28x28x1 digits in [0, 255] that is quick to train several times.
+
+    Rescaling, then two 3x3 convolutions with stride 2 (16 and 32 filters, ReLU; they halve the
+    map instead of max pooling, which makes it cheaper to train than :func:`mnist_cnn`),
+    ``Flatten``, a 64-unit dense layer and a 10-way softmax. Layers ``conv1``, ``conv2``,
+    ``dense``, ``predictions``. ``padding="valid"`` builds the variant whose borders are seen less
+    (lesson 05 compares them).
+    """
+    if padding not in ("same", "valid"):
+        raise ValueError(f"padding must be 'same' or 'valid'; got {padding!r}.")
+    inputs = keras.Input((28, 28, 1), name="digits")
+    x = keras.layers.Rescaling(1 / 255, name="rescale")(inputs)
+    for i, filters in enumerate((16, 32), start=1):
+        x = keras.layers.Conv2D(filters, 3, strides=2, padding=padding, activation="relu", name=f"conv{i}")(x)
+    x = keras.layers.Flatten(name="flatten")(x)
+    x = keras.layers.Dense(64, activation="relu", name="dense")(x)
     outputs = keras.layers.Dense(10, activation="softmax", name="predictions")(x)
     return keras.Model(inputs, outputs, name=name)
 
@@ -290,18 +289,13 @@ def train(model: keras.Model, images, labels, *, epochs: int, batch_size: int = 
     model.compile(optimizer=keras.optimizers.Adam(learning_rate),
                   loss="sparse_categorical_crossentropy", metrics=["accuracy"], jit_compile=False)
     stop = keras.callbacks.EarlyStopping(patience=patience, restore_best_weights=True)
-    return model.fit(_as_digits(images), np.asarray(labels), epochs=epochs, batch_size=batch_size,
+    return model.fit(_inputs.image_batch(model, images), np.asarray(labels), epochs=epochs, batch_size=batch_size,
                      validation_split=validation_split, callbacks=[stop], verbose=verbose)
-
-
-def _as_digits(images) -> np.ndarray:
-    batch = np.asarray(images, dtype="float32")
-    return batch[..., None] if batch.ndim == 3 else batch
 
 
 def accuracy(model: keras.Model, images, labels, batch_size: int = 256) -> float:
     """Share of ``images`` whose top prediction equals ``labels``, in [0, 1]."""
-    preds = model.predict(_as_digits(images), batch_size=batch_size, verbose=0)
+    preds = _forward.predict(model, _inputs.image_batch(model, images), batch_size)
     return float(np.mean(preds.argmax(axis=1) == np.asarray(labels)))
 
 
@@ -539,29 +533,12 @@ def load_model(path: str | Path) -> keras.Model:
     return keras.models.load_model(path)
 
 
-def nested_layers(model: keras.Model, prefix: str = "") -> list[tuple[str, keras.layers.Layer]]:
+
+def nested_layers(model: keras.Model) -> list[tuple[str, keras.layers.Layer]]:
     """``(path, layer)`` for every layer that is not itself a model, nested models walked through.
 
     A layer of ``model`` is named by its own name, a layer inside a nested model by
-    ``"<nested model>/<layer>"`` (to any depth). Input layers are left out.
+    ``"<nested model>/<layer>"`` (to any depth), in the order the data meets them. Input layers
+    are left out.
     """
-    found = []
-    for layer in model.layers:
-        if isinstance(layer, keras.layers.InputLayer):
-            continue
-        path = f"{prefix}{layer.name}"
-        if isinstance(layer, keras.Model):
-            found.extend(nested_layers(layer, f"{path}/"))
-        else:
-            found.append((path, layer))
-    return found
-
-
-def layer_at(model: keras.Model, path: str) -> keras.layers.Layer:
-    """The layer at ``path`` (``"name"`` or ``"outer/inner"``) of a possibly nested model."""
-    current = model
-    for part in str(path).split("/"):
-        if not isinstance(current, keras.Model):
-            raise ValueError(f"{path!r}: {current.name!r} is a layer, not a model with layers inside.")
-        current = get_layer(current, part)
-    return current
+    return [(path, layer) for path, layer, _ in _leaves(model)]

@@ -4,7 +4,7 @@ from __future__ import annotations
 import keras
 import numpy as np
 
-from . import _forward
+from . import _forward, _inputs
 from .models import pre_softmax
 
 
@@ -24,7 +24,7 @@ def occlusion_map(model: keras.Model, images, class_index=None, patch: int = 8, 
                   fill: float = 0.0, batch_size: int = 256) -> np.ndarray:
     """How much a score drops when a ``patch`` x ``patch`` square of each image is hidden.
 
-    ``images``: the model's preprocessed batch ``(N, H, W, C)``. Every position of the square,
+    ``images``: the model's preprocessed batch ``(N, H, W, C)`` (or one image). Every position of the square,
     ``stride`` pixels apart (plus one flush with the right and bottom edges), is replaced by
     ``fill`` (a value in the model's input space: 0.0 is black for the course's MNIST models, mid
     grey for MobileNet's [-1, 1] inputs), and all occluded copies go through the model in batches
@@ -39,16 +39,17 @@ def occlusion_map(model: keras.Model, images, class_index=None, patch: int = 8, 
     Returns ``(N, H, W)`` float32: at each pixel, the mean over the squares covering it of
     ``score(image) - score(occluded image)``. Positive: hiding it lowers the score.
     """
-    batch = _as_batch(model, images)
+    batch = _inputs.image_batch(model, images)
+    _inputs.batches(1, batch_size)  # a bad batch_size is refused before any work
     count, height, width = batch.shape[:3]
     if not (isinstance(patch, (int, np.integer)) and 1 <= patch <= min(height, width)):
         raise ValueError(f"patch must be a whole number of pixels between 1 and {min(height, width)} "
                          f"(the image side); got {patch!r}.")
     if not (isinstance(stride, (int, np.integer)) and stride >= 1):
         raise ValueError(f"stride must be a whole number of pixels >= 1; got {stride!r}.")
-    score_model = _scores(model)
+    score_model = pre_softmax(model)   # logits, or the model's own output when it has no softmax
     base = _predict(score_model, batch, batch_size)
-    classes = _class_indices(class_index, base, count)
+    classes = _inputs.resolve_classes(_inputs.class_codes(class_index, count, base.shape[1]), base)
     tops, lefts = patch_corners(height, patch, stride), patch_corners(width, patch, stride)
     positions = [(top, left) for top in tops for left in lefts]
 
@@ -74,24 +75,6 @@ def occlusion_map(model: keras.Model, images, class_index=None, patch: int = 8, 
     return total / covered
 
 
-def _as_batch(model: keras.Model, images) -> np.ndarray:
-    batch = np.asarray(images, dtype="float32")
-    expected = tuple(model.inputs[0].shape[1:])
-    if batch.ndim == len(expected):
-        batch = batch[None]
-    fits = batch.ndim == 4 and all(e is None or e == g for g, e in zip(batch.shape[1:], expected))
-    if not fits:
-        raise ValueError(f"Model {model.name!r} takes a batch of shape (N, {', '.join(map(str, expected))}); "
-                         f"got {batch.shape}. Preprocess (and resize) the images first; add the "
-                         "channel axis to grey digits with images[..., None].")
-    return batch
-
-
-def _scores(model: keras.Model) -> keras.Model:
-    """``model`` ending in logits (or its own output when it has no softmax), sharing its weights."""
-    return pre_softmax(model)
-
-
 def _predict(model: keras.Model, batch: np.ndarray, batch_size: int) -> np.ndarray:
     out = _forward.predict(model, batch, batch_size)
     if out.ndim == 4:
@@ -100,17 +83,3 @@ def _predict(model: keras.Model, batch: np.ndarray, batch_size: int) -> np.ndarr
         raise ValueError(f"Occlusion needs a model with outputs (N, classes) or (N, h, w, channels); "
                          f"{model.name!r} gives shape {out.shape}.")
     return out
-
-
-def _class_indices(class_index, scores: np.ndarray, count: int) -> np.ndarray:
-    classes = scores.shape[1]
-    if class_index is None:
-        return scores.argmax(axis=1)
-    chosen = np.broadcast_to(np.asarray(class_index), (count,)) if np.ndim(class_index) == 0 \
-        else np.asarray(class_index)
-    if chosen.shape != (count,) or not np.issubdtype(chosen.dtype, np.integer):
-        raise ValueError(f"class_index must be None, an int, or one int per image ({count}); got {class_index!r}.")
-    if chosen.min() < 0 or chosen.max() >= classes:
-        raise ValueError(f"class_index {class_index!r} is out of range: the model has {classes} outputs "
-                         f"(0 to {classes - 1}).")
-    return chosen.astype(int)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import math
 
+import cv2
 import matplotlib.pyplot as plt
 import numpy as np
 
@@ -300,3 +301,56 @@ def plot_cascade(steps, correlations: dict, title: str = "", ylabel: str = "rank
     ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
+
+
+# ----------------------------------------------------------------------------- heatmap overlays (OpenCV)
+
+def overlay(image, heatmap, alpha: float = 0.4, colormap: str = "jet") -> np.ndarray:
+    """``image`` with ``heatmap`` drawn over it in colour: uint8 RGB ``(H, W, 3)``.
+
+    ``image``: a displayable RGB image, uint8 ``(H, W, 3)`` or float in [0, 1] (not the
+    preprocessed model input). ``heatmap``: ``(h, w)`` in [0, 1], resized to the image if needed.
+    ``alpha``: share of the heatmap colour in the result. ``colormap``: an OpenCV colour map name
+    ("jet", "inferno", "turbo", ...).
+    """
+    image = _displayable(image)
+    heatmap = np.asarray(heatmap, dtype="float32")
+    if heatmap.ndim == 3 and heatmap.shape[0] == 1:
+        heatmap = heatmap[0]
+    if heatmap.ndim != 2:
+        raise ValueError(f"overlay needs one heatmap (h, w); got shape {heatmap.shape}. "
+                         "Pass heatmaps[i] for image i.")
+    if not np.all(np.isfinite(heatmap)):
+        raise ValueError("The heatmap contains NaN or infinite values.")
+    if not 0.0 <= alpha <= 1.0:
+        raise ValueError(f"alpha must lie in [0, 1]; got {alpha}.")
+    if heatmap.shape != image.shape[:2]:
+        heatmap = cv2.resize(heatmap, (image.shape[1], image.shape[0]), interpolation=cv2.INTER_LINEAR)
+    levels = np.clip(heatmap * 255, 0, 255).round().astype(np.uint8)
+    colours = cv2.cvtColor(cv2.applyColorMap(levels, _opencv_colormap(colormap)), cv2.COLOR_BGR2RGB)
+    blended = (1 - alpha) * image.astype("float32") + alpha * colours.astype("float32")
+    return np.clip(blended, 0, 255).round().astype(np.uint8)
+
+
+def _displayable(image) -> np.ndarray:
+    image = np.asarray(image)
+    if image.ndim == 4 and image.shape[0] == 1:
+        image = image[0]
+    if image.ndim != 3 or image.shape[-1] != 3:
+        raise ValueError(f"overlay needs one RGB image (H, W, 3); got shape {image.shape}.")
+    if image.dtype == np.uint8:
+        return image
+    if image.min() < 0 or image.max() > 255:
+        raise ValueError(f"overlay needs a displayable image (uint8, or floats in [0, 1]); got values "
+                         f"from {image.min():.2f} to {image.max():.2f}. Pass the image before "
+                         "preprocessing (e.g. net.load_image(...)), not the model input.")
+    scale = 255.0 if image.max() <= 1.0 else 1.0
+    return np.clip(image * scale, 0, 255).round().astype(np.uint8)
+
+
+def _opencv_colormap(name: str) -> int:
+    code = getattr(cv2, f"COLORMAP_{str(name).upper()}", None)
+    if code is None:
+        known = sorted(n[len("COLORMAP_"):].lower() for n in dir(cv2) if n.startswith("COLORMAP_"))
+        raise ValueError(f"Unknown colormap {name!r}. OpenCV has: {', '.join(known)}.")
+    return code

@@ -11,7 +11,7 @@ import numpy as np
 import tensorflow as tf
 
 from . import _cache
-from ._gradients import TOP_PREDICTION, as_batch, chunks, class_codes, n_classes, scale_to_unit
+from ._inputs import TOP_PREDICTION, batches, class_codes, image_batch, n_classes, resolve_classes, scale_to_unit
 from .models import pre_softmax
 
 
@@ -21,7 +21,7 @@ def input_gradients(model: keras.Model, images, class_index=None, batch_size: in
     ``images`` is a preprocessed batch; ``class_index`` None (top prediction), an int, or one per
     image. The gradient is in the units of the preprocessed input.
     """
-    batch = as_batch(model, images)
+    batch = image_batch(model, images)
     classes = class_codes(class_index, len(batch), n_classes(model))
     return _gradients(model, batch, classes, batch_size)
 
@@ -56,11 +56,10 @@ def smoothgrad(model: keras.Model, images, class_index=None, samples: int = 20, 
         raise ValueError(f"samples must be at least 1; got {samples}.")
     if noise < 0:
         raise ValueError(f"noise must be >= 0 (a share of the image's value range); got {noise}.")
-    batch = as_batch(model, images)
+    batch = image_batch(model, images)
     classes = class_codes(class_index, len(batch), n_classes(model))
     if np.any(classes == TOP_PREDICTION):
-        top = _top_classes(model, batch, batch_size)
-        classes = np.where(classes == TOP_PREDICTION, top, classes).astype("int32")
+        classes = resolve_classes(classes, _logits(model, batch, batch_size))
     rng = np.random.default_rng(seed)
     sigma = (noise * (batch.max(axis=(1, 2, 3)) - batch.min(axis=(1, 2, 3)))).reshape(1, -1, 1, 1, 1)
     noisy = batch[None] + rng.normal(size=(samples, *batch.shape)).astype("float32") * sigma
@@ -81,32 +80,22 @@ def _to_map(gradients: np.ndarray, positive_only: bool, samples_axis: int | None
 def _gradients(model, batch: np.ndarray, classes: np.ndarray, batch_size: int) -> np.ndarray:
     step = _cache.per_model(model, ("input_gradients",), lambda: _gradient_step(model))
     return np.concatenate([step(tf.constant(batch[part]), tf.constant(classes[part])).numpy()
-                           for part in chunks(len(batch), batch_size)])
+                           for part in batches(len(batch), batch_size)])
 
 
-def _top_classes(model, batch: np.ndarray, batch_size: int) -> np.ndarray:
-    logits_model = pre_softmax_model(model)
-    return np.concatenate([np.argmax(logits_model(batch[part], training=False), axis=-1)
-                           for part in chunks(len(batch), batch_size)]).astype("int32")
+def _logits(model, batch: np.ndarray, batch_size: int) -> np.ndarray:
+    logits_model = pre_softmax(model)
+    return np.concatenate([np.asarray(logits_model(batch[part], training=False))
+                           for part in batches(len(batch), batch_size)])
 
 
-def pre_softmax_model(model: keras.Model) -> keras.Model:
-    """:func:`coursekit.models.pre_softmax` of ``model``, built once per model.
-
-    A single-input model takes its input as one tensor, not a list, so that calling it on a
-    batch (``logits_model(images)``) raises no Keras warning about the input structure.
-    """
-    def build():
-        logits = pre_softmax(model)
-        if len(logits.inputs) == 1 and len(logits.outputs) == 1:
-            logits = keras.Model(logits.inputs[0], logits.outputs[0], name=logits.name)
-        return logits
-    return _cache.per_model(model, ("pre_softmax",), build)
+# One pre-softmax helper for the whole package: the name lessons used before stays as an alias.
+pre_softmax_model = pre_softmax
 
 
 def _gradient_step(model: keras.Model):
     """A compiled function ``(batch, classes) -> d logit[class] / d batch``."""
-    logits_model = pre_softmax_model(model)
+    logits_model = pre_softmax(model)
     input_spec = tf.TensorSpec((None, *model.inputs[0].shape[1:]), tf.float32)
 
     @tf.function(input_signature=[input_spec, tf.TensorSpec((None,), tf.int32)])

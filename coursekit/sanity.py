@@ -15,7 +15,8 @@ from typing import Iterator
 import keras
 import numpy as np
 
-from .models import layer_at, nested_layers
+from ._inputs import find_layer
+from .models import nested_layers
 
 
 def weighted_layers(model: keras.Model) -> list[str]:
@@ -37,7 +38,7 @@ def cascade_points(model: keras.Model, count: int) -> list[int]:
     """
     names = weighted_layers(model)
     kernel_points = [n for n, name in enumerate(names, start=1)
-                     if any("kernel" in weight.path.split("/")[-1] for weight in layer_at(model, name).weights)]
+                     if any("kernel" in weight.path.split("/")[-1] for weight in find_layer(model, name).weights)]
     if not isinstance(count, int) or count < 1:
         raise ValueError(f"count must be a whole number >= 1; got {count!r}.")
     if count >= len(kernel_points):
@@ -60,7 +61,7 @@ def randomize_layers(model: keras.Model, n_top_layers: int, seed: int = 0) -> ke
     _check_count(model, n_top_layers, len(names))
     copy = _copy(model)
     for index, name in enumerate(names[:n_top_layers]):
-        layer_at(copy, name).set_weights(_fresh_weights(layer_at(model, name), seed * 1000 + index * 10))
+        find_layer(copy, name).set_weights(_fresh_weights(find_layer(model, name), seed * 1000 + index * 10))
     return copy
 
 
@@ -84,8 +85,8 @@ def cascade(model: keras.Model, points: list[int], seed: int = 0) -> Iterator[tu
     done = 0
     for n in points:
         for index in range(done, n):
-            layer_at(working, names[index]).set_weights(
-                _fresh_weights(layer_at(model, names[index]), seed * 1000 + index * 10))
+            find_layer(working, names[index]).set_weights(
+                _fresh_weights(find_layer(model, names[index]), seed * 1000 + index * 10))
         done = n
         yield n, working
 

@@ -19,30 +19,10 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from .models import _as_digits, pre_softmax
+from . import _inputs
+from .models import pre_softmax
 
 DEFAULT_PENALTY = 300.0  # for digits in 0-255; larger values destabilise repairing a trained model
-
-
-def strided_cnn(padding: str = "same", name: str = "strided_cnn") -> keras.Model:
-    """A small CNN for 28x28x1 digits in [0, 255] that is quick to train several times.
-
-    Rescaling, then two 3x3 convolutions with stride 2 (16 and 32 filters, ReLU; they halve the
-    map instead of max pooling, which makes it cheaper to train than :func:`coursekit.models.mnist_cnn`),
-    ``Flatten``, a 64-unit dense layer and a 10-way softmax. Layers ``conv1``, ``conv2``,
-    ``dense``, ``predictions``. ``padding="valid"`` builds the variant whose borders are seen less
-    (lesson 05 compares them).
-    """
-    if padding not in ("same", "valid"):
-        raise ValueError(f"padding must be 'same' or 'valid'; got {padding!r}.")
-    inputs = keras.Input((28, 28, 1), name="digits")
-    x = keras.layers.Rescaling(1 / 255, name="rescale")(inputs)
-    for i, filters in enumerate((16, 32), start=1):
-        x = keras.layers.Conv2D(filters, 3, strides=2, padding=padding, activation="relu", name=f"conv{i}")(x)
-    x = keras.layers.Flatten(name="flatten")(x)
-    x = keras.layers.Dense(64, activation="relu", name="dense")(x)
-    outputs = keras.layers.Dense(10, activation="softmax", name="predictions")(x)
-    return keras.Model(inputs, outputs, name=name)
 
 
 def _log_probability_sum(logits_model: keras.Model, images, training: bool):
@@ -53,12 +33,13 @@ def _log_probability_sum(logits_model: keras.Model, images, training: bool):
 def right_reasons_gradients(model: keras.Model, images) -> np.ndarray:
     """Input gradients of the summed log-probabilities, ``d(sum_k log p_k)/dx``: what the penalty sees.
 
-    ``images``: the model's input batch, ``(N, H, W)`` or ``(N, H, W, C)``. Returns the gradients
-    with the shape of the model's input, float32. Ross et al. use them as the model's explanation:
-    large values mark the pixels whose change would move the predictions most.
+    ``images``: the model's input batch ``(N, H, W, C)`` (or one image, or digits without their
+    channel axis: :func:`coursekit._inputs.image_batch`). Returns ``(N, H, W, C)`` float32.
+    Ross et al. use them as the model's explanation: large values mark the pixels whose change
+    would move the predictions most.
     """
     logits_model = pre_softmax(model)
-    batch = tf.convert_to_tensor(_as_digits(images) if np.ndim(images) == 3 else np.asarray(images, "float32"))
+    batch = tf.convert_to_tensor(_inputs.image_batch(model, images))
     with tf.GradientTape() as tape:
         tape.watch(batch)
         _, total = _log_probability_sum(logits_model, batch, training=False)
@@ -134,7 +115,7 @@ def train_right_reasons(model: keras.Model, images, labels, masks, *, epochs: in
     ``masks``: boolean ``(N, H, W)``, True on the pixels the model must not rely on (e.g. the
     ``masks`` of :func:`coursekit.data.decoy_mnist`). ``penalty`` weighs the gradient term.
     """
-    batch = _as_digits(images)
+    batch = _inputs.image_batch(model, images)
     masks = np.asarray(masks)
     labels = np.asarray(labels)
     if masks.shape != batch.shape[:3] and masks.shape != batch.shape:

@@ -91,13 +91,13 @@ def test_bad_input_is_explained():
     images = np.zeros((2, 16, 16, 1), "float32")
     with pytest.raises(ValueError, match="out of range"):
         occlusion_map(model, images, class_index=3)
-    with pytest.raises(ValueError, match="one int per image"):
+    with pytest.raises(ValueError, match="one class per image \\(2 in all\\)"):
         occlusion_map(model, images, class_index=[0, 1, 2])
     with pytest.raises(ValueError, match="patch"):
         occlusion_map(model, images, patch=17)
     with pytest.raises(ValueError, match="stride"):
         occlusion_map(model, images, stride=0)
-    with pytest.raises(ValueError, match="batch of shape"):
+    with pytest.raises(ValueError, match="takes images of shape"):
         occlusion_map(model, np.zeros((2, 28, 28, 1)))
 
 

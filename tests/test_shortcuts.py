@@ -3,7 +3,7 @@ import keras
 import numpy as np
 import pytest
 
-from coursekit import shortcuts
+from coursekit import models, shortcuts
 
 
 def linear_softmax(seed=0, pixels=6, classes=4):
@@ -75,9 +75,9 @@ def test_bad_shapes_are_explained():
 
 
 def test_strided_cnn_shapes_and_padding():
-    same, valid = shortcuts.strided_cnn("same"), shortcuts.strided_cnn("valid")
+    same, valid = models.strided_cnn("same"), models.strided_cnn("valid")
     assert same.get_layer("conv2").output.shape[1:] == (7, 7, 32)
     assert valid.get_layer("conv2").output.shape[1:] == (6, 6, 32)   # 28 -> 13 -> 6: the last row is never seen
     assert same.output_shape == (None, 10)
     with pytest.raises(ValueError, match="padding"):
-        shortcuts.strided_cnn("causal")
+        models.strided_cnn("causal")

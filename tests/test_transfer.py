@@ -188,13 +188,13 @@ def test_randomising_layers_inside_a_nested_backbone_changes_the_copy_only(backb
     before, backbone_before = weights_of(model), weights_of(backbone)
     copy = sanity.randomize_layers(model, 4)
     assert same(model.get_weights(), before) and same(backbone.get_weights(), backbone_before)
-    changed = [name for name in names if not same(models.layer_at(copy, name).get_weights(),
-                                                  models.layer_at(model, name).get_weights())]
+    changed = [name for name in names if not same(models.get_layer(copy, name).get_weights(),
+                                                  models.get_layer(model, name).get_weights())]
     assert changed == names[:4]
     assert sanity.cascade_points(model, 3)[-1] == len(names)
     points = sanity.cascade_points(model, 3)[:2]
     for n, working in sanity.cascade(model, points):
         reference = sanity.randomize_layers(model, n)
-        assert all(same(models.layer_at(working, name).get_weights(), models.layer_at(reference, name).get_weights())
+        assert all(same(models.get_layer(working, name).get_weights(), models.get_layer(reference, name).get_weights())
                    for name in names[:n + 2])
     assert same(model.get_weights(), before)

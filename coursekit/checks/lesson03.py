@@ -2,7 +2,7 @@
 
 Every check draws a fresh random classifier, images, classes and noise, so an answer that
 hard-codes what the notebook's own example produces does not pass. References:
-``coursekit.saliency`` (``input_gradients``, ``vanilla_saliency``, ``pre_softmax_model``) and,
+``coursekit.saliency`` (``input_gradients``, ``vanilla_saliency``), ``coursekit.models.pre_softmax`` and,
 for the probability's gradient, TensorFlow's own differentiation of the softmax.
 """
 from __future__ import annotations
@@ -56,11 +56,11 @@ def _saliency_hint(got: np.ndarray, gradients: np.ndarray, top_gradients: np.nda
 
 @task("03.1", points=3, answer="saliency_map", title="Vanilla saliency with a GradientTape")
 def _(saliency_map):
-    from .. import saliency
+    from .. import models, saliency
     require_callable(saliency_map, "saliency_map")
     rng = fresh_rng()
     model, images = _random_classifier(rng)
-    logits_model = saliency.pre_softmax_model(model)
+    logits_model = models.pre_softmax(model)
     classes = int(model.outputs[0].shape[-1])
     for class_index in rng.choice(classes, size=2, replace=False):
         class_index = int(class_index)

@@ -101,7 +101,7 @@ def _(grad_cam_map):
     import keras
     import tensorflow as tf
 
-    from .. import cam, saliency
+    from .. import cam, models
     require_callable(grad_cam_map, "grad_cam_map")
     rng = fresh_rng()
     what = "grad_cam_map(feature_maps, weights)"
@@ -120,7 +120,7 @@ def _(grad_cam_map):
     # a random network: its feature maps and pooled gradients, against coursekit.cam.grad_cam
     model, layer, images = _random_cam_net(rng)
     class_index = int(rng.integers(0, model.outputs[0].shape[-1]))
-    logits_model = saliency.pre_softmax_model(model)
+    logits_model = models.pre_softmax(model)
     both = keras.Model(logits_model.inputs[0], [logits_model.get_layer(layer).output, logits_model.outputs[0]])
     with tf.GradientTape() as tape:
         maps, logits = both(tf.constant(images), training=False)

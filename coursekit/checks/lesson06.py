@@ -194,7 +194,7 @@ def _score_function(model, class_index: int, image_shape: tuple):
             raise ValueError(f"score takes a batch of images of shape (M, {', '.join(map(str, image_shape))}); "
                              f"got shape {batch.shape}. Stack the copies (np.stack) or add a batch axis: "
                              "image[None]")
-        return np.asarray(logits([batch], training=False), dtype="float64")[:, class_index]
+        return np.asarray(logits(batch, training=False), dtype="float64")[:, class_index]
     return score
 
 
