@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from conftest import unavailable
-from coursekit import features, models, sanity
+from coursekit import cam, features, models, sanity
 
 
 @pytest.fixture(scope="module")
@@ -152,6 +152,12 @@ def test_saved_and_reloaded_model_predicts_the_same(backbone, tmp_path, sequenti
     np.testing.assert_allclose(reloaded.predict(images, verbose=0), model.predict(images, verbose=0), atol=1e-6)
     assert [row.trainable for row in models.trainable_layers(reloaded)] == \
         [row.trainable for row in models.trainable_layers(model)]
+    # Grad-CAM through the nesting, at the default layer and at an earlier one; maps are in [0, 1]
+    assert cam.last_spatial_layer(reloaded) == cam.last_spatial_layer(model) == "out_relu"
+    for layer in (None, f"{backbone.name}/block_13_expand_relu"):
+        original, again = cam.grad_cam(model, images, layer=layer), cam.grad_cam(reloaded, images, layer=layer)
+        assert original.shape == (3, 224, 224) and original.max() == pytest.approx(1.0)
+        np.testing.assert_allclose(again, original, atol=1e-4)
     with pytest.raises(FileExistsError, match="overwrite=True"):
         models.save_model(model, path)
     with pytest.raises(ValueError, match=r"\.keras"):
