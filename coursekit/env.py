@@ -27,7 +27,7 @@ class Profile:
     """Every size a notebook needs. A notebook reads these; it never hard-codes them."""
 
     name: str
-    imagenet_model: str          # "xception" | "vgg16" | "mobilenet_025"
+    imagenet_model: str          # "xception" | "vgg16" | "mobilenet_v2" | "mobilenet_025"
     mnist_sample: bool           # True: the 5,000 bundled real digits instead of all of MNIST
     epochs: int                  # upper bound; training stops early when validation stalls
     batch_size: int
@@ -63,7 +63,7 @@ PROFILES: dict[str, Profile] = {
                      smoothgrad_samples=12, tsne_points=1000, top_k=9, n_units=4,
                      curve_steps=15, scorecam_max_n=64, explain_images=5, units_dataset="mnist",
                      cascade_steps=5),
-    "smoke": Profile("smoke", imagenet_model="mobilenet_025", mnist_sample=True, epochs=2,
+    "smoke": Profile("smoke", imagenet_model="mobilenet_v2", mnist_sample=True, epochs=2,
                      batch_size=64, n_filters=4, ascent_steps=8, pattern_size=128,
                      smoothgrad_samples=6, tsne_points=300, top_k=6, n_units=3,
                      curve_steps=10, scorecam_max_n=16, explain_images=4, units_dataset="mnist",

@@ -46,8 +46,14 @@ def mobilenet() -> models.Pretrained:
 
 
 @pytest.fixture(scope="session")
+def mobilenet_v2() -> models.Pretrained:
+    """The smoke profile's real ImageNet model (MobileNetV2, alpha 1.0, 224 px), with its classifier."""
+    return load_pretrained("mobilenet_v2")
+
+
+@pytest.fixture(scope="session")
 def profile_model() -> models.Pretrained:
-    """The profile's ImageNet model: mobilenet_025 in smoke, Xception in quick and full."""
+    """The profile's ImageNet model: mobilenet_v2 in smoke, Xception in quick and full."""
     from coursekit.env import profile
     return load_pretrained(profile().imagenet_model)
 

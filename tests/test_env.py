@@ -10,7 +10,7 @@ from coursekit import env
 def test_profile_reads_environment_variable(monkeypatch):
     monkeypatch.setenv("COURSEKIT_PROFILE", "smoke")
     assert env.profile().name == "smoke"
-    assert env.profile().imagenet_model == "mobilenet_025"
+    assert env.profile().imagenet_model == "mobilenet_v2"
     monkeypatch.setenv("COURSEKIT_PROFILE", "FULL")
     assert env.profile().n_filters == 64 and env.profile().ascent_steps == 30
 
