@@ -359,30 +359,34 @@ def horse2zebra(per_class: int, size: int | tuple[int, int] = 224, test_per_clas
     """Horse and zebra photos from TensorFlow Datasets' ``cycle_gan/horse2zebra`` (online; Colab ships tfds).
 
     The data set has 1,067 horse and 1,334 zebra training photos and 120 / 140 test photos, each
-    uint8 ``(256, 256, 3)``, without object boxes. ``per_class`` training photos of each class
-    (drawn at random with ``seed``) and ``test_per_class`` test photos (all when None) are
-    resized to ``size``. Returns ``(x_train, y_train), (x_test, y_test)``: uint8 ``(N, H, W, 3)``
-    and int labels, 0 = horse, 1 = zebra (:data:`HORSE2ZEBRA_CLASSES`). The first call downloads
-    about 110 MB. Raises :class:`DatasetUnavailable` when tensorflow_datasets is not installed or
-    the download fails.
+    uint8 ``(256, 256, 3)``, without object boxes. The first ``per_class`` training photos of each
+    class (fewer if the data set has fewer) and the first ``test_per_class`` test photos (all when
+    None) are resized to ``size`` and shuffled with ``seed``. Returns
+    ``(x_train, y_train), (x_test, y_test)``: uint8 ``(N, H, W, 3)`` and int labels, 0 = horse,
+    1 = zebra (:data:`HORSE2ZEBRA_CLASSES`). The first call downloads about 110 MB. Raises
+    :class:`DatasetUnavailable` when tensorflow_datasets is not installed or the download fails.
     """
+    if not isinstance(per_class, (int, np.integer)) or per_class < 1:
+        raise ValueError(f"per_class must be a whole number >= 1; got {per_class!r}.")
     try:
         import tensorflow_datasets as tfds
     except ImportError:
         raise DatasetUnavailable("tensorflow_datasets is not installed (Colab has it; elsewhere "
                                  "`pip install tensorflow-datasets`).") from None
+    counts = {"trainA": per_class, "trainB": per_class, "testA": test_per_class, "testB": test_per_class}
+    splits = [f"{name}[:{count}]" if count else name for name, count in counts.items()]
     try:
-        splits = tfds.load("cycle_gan/horse2zebra", split=["trainA", "trainB", "testA", "testB"], as_supervised=True)
-        arrays = [np.stack([np.asarray(image) for image, _ in tfds.as_numpy(split)]) for split in splits]
+        loaded = tfds.load("cycle_gan/horse2zebra", split=splits, as_supervised=True)
+        # resized one by one as they stream in: the full-size photos never sit in memory together
+        arrays = [np.stack([resize(np.asarray(image), size) for image, _ in tfds.as_numpy(split)]) for split in loaded]
     except Exception as error:  # tfds raises many kinds of errors for a failed download
         raise DatasetUnavailable(f"cycle_gan/horse2zebra could not be loaded ({str(error)[:160]}).") from None
     rng = np.random.default_rng(seed)
 
-    def pick(horses, zebras, count):
-        chosen = [group[rng.permutation(len(group))[:count]] if count else group for group in (horses, zebras)]
-        images = np.concatenate([np.stack([resize(image, size) for image in group]) for group in chosen])
-        labels = np.concatenate([np.full(len(group), label) for label, group in enumerate(chosen)])
+    def mixed(horses, zebras):
+        images = np.concatenate([horses, zebras])
+        labels = np.concatenate([np.zeros(len(horses), dtype=int), np.ones(len(zebras), dtype=int)])
         order = rng.permutation(len(labels))
         return images[order], labels[order]
 
-    return pick(arrays[0], arrays[1], per_class), pick(arrays[2], arrays[3], test_per_class)
+    return mixed(arrays[0], arrays[1]), mixed(arrays[2], arrays[3])
