@@ -247,10 +247,11 @@ def require_spatial(model: keras.Model, name: str, purpose: str = "a feature map
 def outputs_model(model: keras.Model, layers, logits: bool = False) -> keras.Model:
     """A model from ``model``'s input to the outputs of ``layers`` (names or paths), built once.
 
-    One output in all gives a model with one output (not a list of one). With ``logits``, the class scores before the softmax (:func:`coursekit.models.pre_softmax`)
-    come last. It shares ``model``'s weights. Layers inside nested sub-models are reached by
-    re-running the graph with each sub-model opened up, so that their outputs are connected to
-    the outer input (``keras.Model(model.input, inner_layer.output)`` is not).
+    One output in all gives a model with one output (not a list of one). With ``logits``, the
+    class scores before the softmax (:func:`coursekit.models.pre_softmax`) come last. It shares
+    ``model``'s weights. Layers inside nested sub-models are reached by re-running the graph with
+    each sub-model opened up, so that their outputs are connected to the outer input
+    (``keras.Model(model.input, inner_layer.output)`` is not).
     """
     paths = tuple(layer_path(model, name) for name in layers)
     return _cache.per_model(model, ("outputs", paths, bool(logits)), lambda: _build_outputs(model, paths, logits))
@@ -286,10 +287,16 @@ def _contains(container, targets: set[int]) -> bool:
 
 
 def _trace(container: keras.Model, inputs, targets: set[int], found: dict):
-    """Run ``container``'s graph on the symbolic ``inputs`` with the same layers; record targets' outputs."""
+    """Run ``container``'s graph on ``inputs`` (a ``keras.Input``) with the same layers; record targets' outputs.
+
+    A sub-model holding a target is replaced by an *opened* copy of it (:func:`_opened`) that
+    also returns the targets' outputs; every other layer is called as it is (weights shared).
+    """
     def call(layer, *args, **kwargs):
         if _is_container(layer) and _contains(layer, targets):
-            output = _trace(layer, args[0], targets, found)
+            opened, inner_targets = _opened(layer, targets)
+            output, *inner = opened(args[0])
+            found.update(zip(inner_targets, inner))
         else:
             output = layer(*args, **kwargs)
         if id(layer) in targets:
@@ -305,4 +312,17 @@ def _trace(container: keras.Model, inputs, targets: set[int], found: dict):
         inputs = [inputs]
     clone = keras.models.clone_model(container, input_tensors=inputs, clone_function=lambda layer: layer,
                                      call_function=call)
-    return clone.outputs[0] if len(clone.outputs) == 1 else clone.outputs
+    return clone.outputs[0]
+
+
+def _opened(container: keras.Model, targets: set[int]) -> tuple[keras.Model, list[int]]:
+    """``container`` rebuilt on an input of its own with outputs ``[its output, *targets inside it]``.
+
+    Built from a fresh ``keras.Input`` so that Keras keeps it connected when it is called inside
+    the outer graph (a model built on an intermediate tensor would be cut loose from it).
+    """
+    image = keras.Input(tuple(container.inputs[0].shape[1:]))
+    found: dict[int, object] = {}
+    output = _trace(container, image, targets, found)
+    inner_targets = list(found)
+    return keras.Model(image, [output] + [found[t] for t in inner_targets]), inner_targets

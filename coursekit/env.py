@@ -5,6 +5,7 @@ offline Keras cache (``COURSEKIT_OFFLINE_CACHE``) is in place before Keras is im
 """
 from __future__ import annotations
 
+import atexit
 import contextlib
 import dataclasses
 import os
@@ -70,7 +71,7 @@ PROFILES: dict[str, Profile] = {
     "smoke": Profile("smoke", imagenet_model="mobilenet_v2", mnist_sample=True, epochs=2,
                      batch_size=64, n_filters=4, ascent_steps=8, pattern_size=128,
                      smoothgrad_samples=6, tsne_points=300, top_k=6, n_units=3,
-                     curve_steps=10, scorecam_max_n=16, explain_images=4, units_dataset="mnist",
+                     curve_steps=8, scorecam_max_n=16, explain_images=3, units_dataset="mnist",
                      cascade_steps=3, finetune_dataset="pasted", finetune_per_class=12, finetune_epochs=2,
                      finetune_top_layers=2),
 }
@@ -124,9 +125,12 @@ def random_weights() -> bool:
 def use_offline_cache() -> Path | None:
     """Copy ``$COURSEKIT_OFFLINE_CACHE`` into a temporary, writable ``KERAS_HOME``.
 
-    Does nothing when the variable is unset or ``KERAS_HOME`` is already set. Must run before
-    Keras is imported (Keras reads ``KERAS_HOME`` once, at import); ``coursekit`` does this
-    on import. Returns the ``KERAS_HOME`` it made, or None.
+    Does nothing when the variable is unset or ``KERAS_HOME`` is already set (a kernel started by
+    a process that made one uses its parent's). Must run before Keras is imported (Keras reads
+    ``KERAS_HOME`` once, at import); ``coursekit`` does this on import. The folder is removed
+    when the process exits; one left by a process that was killed is removed by the next import
+    that finds its owner gone. (A copy, not links: code in a notebook can then never write into
+    the shared cache.) Returns the ``KERAS_HOME`` it made, or None.
     """
     source = os.environ.get(OFFLINE_CACHE_VARIABLE, "").strip()
     if not source or os.environ.get("KERAS_HOME"):
@@ -136,7 +140,9 @@ def use_offline_cache() -> Path | None:
         raise FileNotFoundError(
             f"{OFFLINE_CACHE_VARIABLE} points at {source!r}, which is not a folder. "
             "Point it at a Keras cache folder (one holding models/), or unset it.")
-    keras_home = Path(tempfile.mkdtemp(prefix="coursekit-keras-"))
+    _remove_orphaned_keras_homes()
+    keras_home = Path(tempfile.mkdtemp(prefix=f"{_KERAS_HOME_PREFIX}{os.getpid()}-"))
+    atexit.register(shutil.rmtree, keras_home, ignore_errors=True)
     shutil.copytree(source_path, keras_home, dirs_exist_ok=True)
     for path in keras_home.rglob("*"):  # the source may be read-only; Keras writes here
         path.chmod(path.stat().st_mode | 0o200)
@@ -145,6 +151,27 @@ def use_offline_cache() -> Path | None:
         sys.stderr.write("coursekit: Keras was imported before coursekit; the offline cache is "
                          "used only from the next kernel start. Import coursekit first.\n")
     return keras_home
+
+
+_KERAS_HOME_PREFIX = "coursekit-keras-"
+
+
+def _remove_orphaned_keras_homes() -> None:
+    """Remove temporary Keras folders whose process (the number in their name) no longer runs."""
+    for folder in Path(tempfile.gettempdir()).glob(f"{_KERAS_HOME_PREFIX}*-*"):
+        owner = folder.name[len(_KERAS_HOME_PREFIX):].split("-", 1)[0]
+        if owner.isdigit() and not _process_exists(int(owner)):
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def _process_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
 
 
 def keras_home() -> Path:

@@ -93,11 +93,17 @@ class Pretrained:
     _module: object = dataclasses.field(repr=False, default=None)
 
     def preprocess(self, images) -> np.ndarray:
+        """RGB images in [0, 255], ``(N, H, W, 3)`` or ``(H, W, 3)``, as the model's float32 input batch.
+
+        Their size must be the model's (a model built without a fixed size takes any): a photo of
+        another size gets an error saying to load it with :meth:`load_image` or resize it.
+        """
         batch = np.asarray(images, dtype="float32")
         if batch.ndim == 3:
             batch = batch[None]
         if batch.ndim != 4 or batch.shape[-1] != 3:
             raise ValueError(f"Expected RGB images of shape (N, H, W, 3) or (H, W, 3); got {batch.shape}.")
+        _inputs.image_batch(self.model, batch)   # the model's size, or the course's message
         return self._module.preprocess_input(batch.copy())
 
     def decode(self, preds, top: int = 5) -> list[list[tuple[str, str, float]]]:
@@ -241,16 +247,28 @@ def pre_softmax(model: keras.Model) -> keras.Model:
 
 def _build_pre_softmax(model: keras.Model) -> keras.Model:
     last = model.layers[-1]
+    features = _input_in_this_graph(model)
     if isinstance(last, keras.layers.Activation):
-        logits = last.input
+        logits = features
     elif isinstance(last, keras.layers.Dense):
-        logits = _SharedLinear(last, name=f"{last.name}_logits")(last.input)
+        logits = _SharedLinear(last, name=f"{last.name}_logits")(features)
     else:
         raise TypeError(f"Model {model.name!r} ends in a {type(last).__name__} layer with a softmax; only "
                         "a Dense layer or an Activation('softmax') layer can be cut before its softmax. "
                         "End the model in Dense(...) followed by Activation('softmax').")
     _inputs.input_shape(model)  # one image input, or a clear error
     return keras.Model(model.inputs[0], logits, name=f"{model.name}_logits")
+
+
+def _input_in_this_graph(model: keras.Model):
+    """The tensor the last layer receives *in this model*.
+
+    ``last.input`` would be the input of its first call, which belongs to another model when
+    the head is shared (the same layers used in a nested and a flat model).
+    """
+    history = model.outputs[0]._keras_history
+    node = history.operation._inbound_nodes[history.node_index]
+    return node.input_tensors[0]
 
 
 # ----------------------------------------------------------------------------- course CNNs

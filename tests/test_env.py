@@ -123,3 +123,35 @@ def test_native_stderr_is_hidden_only_inside_the_block_and_never_when_asked():
         environment = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": level}
         out = subprocess.run([sys.executable, "-c", code], env=environment, capture_output=True, text=True)
         assert out.stderr == shown and out.stdout == "still raised\n", (level, out.stderr)
+
+
+def test_importing_coursekit_with_the_offline_cache_leaves_no_folder_behind(tmp_path):
+    """Ten fresh processes, each copying the cache into a KERAS_HOME of its own, leave nothing."""
+    source = tmp_path / "cache" / "models"
+    source.mkdir(parents=True)
+    (source / "weights.h5").write_bytes(b"\0" * 1000)
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    environ = {k: v for k, v in os.environ.items() if k != "KERAS_HOME"}
+    environ.update(COURSEKIT_OFFLINE_CACHE=str(tmp_path / "cache"), TMPDIR=str(scratch))
+    code = ("import os, coursekit; home = os.environ['KERAS_HOME']; "
+            "assert os.path.exists(os.path.join(home, 'models', 'weights.h5')); print(home)")
+    homes = []
+    for _ in range(10):
+        out = subprocess.run([sys.executable, "-c", code], env=environ, capture_output=True, text=True, timeout=120)
+        assert out.returncode == 0, out.stderr[-2000:]
+        homes.append(out.stdout.strip())
+    assert len(set(homes)) == 10 and all(home.startswith(str(scratch)) for home in homes)
+    assert list(scratch.iterdir()) == []
+
+
+def test_a_killed_process_keras_home_is_removed_by_the_next_import(tmp_path):
+    (tmp_path / "cache" / "models").mkdir(parents=True)
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    environ = {k: v for k, v in os.environ.items() if k != "KERAS_HOME"}
+    environ.update(COURSEKIT_OFFLINE_CACHE=str(tmp_path / "cache"), TMPDIR=str(scratch))
+    killed = subprocess.run([sys.executable, "-c", "import os, coursekit; os._exit(0)"], env=environ, timeout=120)
+    assert killed.returncode == 0 and len(list(scratch.iterdir())) == 1   # os._exit skips the clean-up
+    subprocess.run([sys.executable, "-c", "import coursekit"], env=environ, timeout=120, check=True)
+    assert list(scratch.iterdir()) == []

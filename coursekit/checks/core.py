@@ -22,7 +22,18 @@ import re
 from dataclasses import dataclass
 from typing import Any, Callable
 
+# The names of lessons and tasks, parsed here and nowhere else: a lesson is "NN", a task "NN.k",
+# a notebook of lesson NN is named "NN_<title>.ipynb", and a check cell reads check("NN.k", answer).
 TASK_ID = re.compile(r"^(\d\d)\.(\d+)$")
+LESSON_ID = re.compile(r"^\d\d$")
+CHECK_CALL = re.compile(r"""\bcheck\(\s*["'](?P<task>(?P<lesson>\d\d)\.\d+)["']\s*,\s*(?P<answer>[A-Za-z_]\w*)\s*\)""")
+_LESSON_FILE = re.compile(r"^(\d\d)_")
+
+
+def lesson_of_file_name(name: str) -> str | None:
+    """``"NN"`` for a file named ``NN_<anything>``, else None."""
+    match = _LESSON_FILE.match(name)
+    return match.group(1) if match else None
 
 
 class Hint(Exception):

@@ -20,7 +20,6 @@ name)`` call names a registered task and the task's answer, and every task has i
 from __future__ import annotations
 
 import argparse
-import re
 import sys
 from pathlib import Path
 
@@ -33,7 +32,7 @@ BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"
 CODE_STUB = ("# YOUR CODE HERE", "raise NotImplementedError()")
 MARKDOWN_STUB = "YOUR ANSWER HERE"
 SOLUTION_ONLY, USES_ANSWER, RAISES = "solution-only", "uses-answer", "raises-exception"
-CHECK_CALL = re.compile(r"""\bcheck\(\s*["'](?P<task>\d\d\.\d+)["']\s*,\s*(?P<answer>[A-Za-z_]\w*)\s*\)""")
+CHECK_CALL = checks.core.CHECK_CALL
 
 
 class SolutionError(ValueError):
@@ -64,10 +63,10 @@ def strip_solutions(source: str, markdown: bool = False, where: str = "") -> tup
 
 
 def lesson_number(path: Path) -> str:
-    match = re.match(r"(\d\d)_", path.name)
-    if not match:
+    lesson = checks.core.lesson_of_file_name(path.name)
+    if lesson is None:
         raise SolutionError(f"{path.name}: solution notebooks are named NN_<lesson>.ipynb.")
-    return match.group(1)
+    return lesson
 
 
 def exercise_from_solution(solution, relative_path: str | Path, lesson: str, course_: course.Course):

@@ -1,0 +1,286 @@
+"""One contract for every public method that takes ``(model, images, ...)`` (coursekit._inputs).
+
+The methods are found by looking at the package, not listed by hand: a method added to a module
+and not described in METHODS below fails ``test_every_method_is_described``. Each method is then
+run on a small CNN, the same CNN with its convolutions in a nested backbone, and the smoke
+profile's real ImageNet model through the same checks: the same image forms accepted, the same
+errors for a wrong class list, a class out of range and a wrong image size, ``batch_size`` never
+changing the result, and finite float output of the documented shape.
+"""
+from __future__ import annotations
+
+import dataclasses
+import inspect
+from typing import Callable
+
+import keras
+import numpy as np
+import pytest
+
+from conftest import load_pretrained
+from coursekit import cam, features, filters, metrics, occlusion, saliency, sanity, shortcuts
+
+MODULES = (features, saliency, cam, occlusion, metrics, sanity, shortcuts, filters)
+BATCH_TOLERANCE = dict(rtol=1e-4, atol=1e-5)  # float32 sums in another order: not bit-identical
+
+
+@dataclasses.dataclass(frozen=True)
+class Method:
+    """How to call one method and what it returns."""
+
+    run: Callable  # run(model, images, **options) -> array (the method's main result)
+    shape: Callable  # shape(N, H, W, C) -> the documented shape of that result
+    classes: bool = True  # takes class_index
+    batch_size: bool = True  # takes batch_size
+    options: dict = dataclasses.field(default_factory=dict)
+
+
+def _heatmaps(images):
+    """A fixed ranking for the deletion / insertion curves: brighter pixels first."""
+    batch = np.asarray(images, dtype="float32")
+    if batch.ndim == 4 or batch.shape[-1] == 3:        # a batch, or one RGB image
+        return batch.mean(axis=-1) if batch.ndim == 4 else batch.mean(axis=-1)[None]
+    return batch                                       # grey digits (N, H, W) without a channel axis
+
+
+def _curve(function):
+    return lambda model, images, **kw: function(model, images, _heatmaps(images), steps=4, **kw)[1]
+
+
+def _auc(function):
+    return lambda model, images, **kw: function(model, images, _heatmaps(images), steps=4, **kw)
+
+
+METHODS: dict[str, Method] = {
+    "features.feature_maps": Method(
+        lambda model, images, **kw: features.feature_maps(model, images, layers=[_spatial(model)], **kw)[_spatial(model)],
+        lambda n, h, w, c: (n, None, None, None), classes=False),
+    "saliency.input_gradients": Method(saliency.input_gradients, lambda n, h, w, c: (n, h, w, c)),
+    "saliency.vanilla_saliency": Method(saliency.vanilla_saliency, lambda n, h, w, c: (n, h, w)),
+    "saliency.smoothgrad": Method(lambda model, images, **kw: saliency.smoothgrad(model, images, samples=3, **kw),
+                                  lambda n, h, w, c: (n, h, w)),
+    "cam.grad_cam": Method(cam.grad_cam, lambda n, h, w, c: (n, h, w)),
+    "occlusion.occlusion_map": Method(
+        lambda model, images, **kw: occlusion.occlusion_map(model, images, patch=_patch(images), stride=_patch(images),
+                                                            **kw),
+        lambda n, h, w, c: (n, h, w)),
+    "metrics.deletion_curve": Method(_curve(metrics.deletion_curve), lambda n, h, w, c: (n, 5)),
+    "metrics.insertion_curve": Method(_curve(metrics.insertion_curve), lambda n, h, w, c: (n, 5)),
+    "metrics.deletion_auc": Method(_auc(metrics.deletion_auc), lambda n, h, w, c: (n,)),
+    "metrics.insertion_auc": Method(_auc(metrics.insertion_auc), lambda n, h, w, c: (n,)),
+    "shortcuts.right_reasons_gradients": Method(shortcuts.right_reasons_gradients, lambda n, h, w, c: (n, h, w, c),
+                                                classes=False, batch_size=False),
+}
+
+
+# Methods that take (model, images) but train rather than explain: they validate images through
+# the same module (image_batch) but have no class_index, batch_size or map to check.
+TRAINERS = {"shortcuts.train_right_reasons": "trains the model in place"}
+
+
+def _spatial(model) -> str:
+    from coursekit.models import last_spatial_layer
+    return last_spatial_layer(model)
+
+
+def _patch(images) -> int:
+    return int(np.shape(images)[-2]) // 4
+
+
+def public_image_methods() -> list[str]:
+    """Every public function of the method modules whose first parameters are (model, images)."""
+    found = []
+    for module in MODULES:
+        for name, function in inspect.getmembers(module, inspect.isfunction):
+            if name.startswith("_") or function.__module__ != module.__name__:
+                continue
+            parameters = list(inspect.signature(function).parameters)
+            if parameters[:2] in (["model", "images"], ["model", "image"]):
+                found.append(f"{module.__name__.rsplit('.', 1)[-1]}.{name}")
+    return sorted(found)
+
+
+def test_every_method_is_described():
+    missing = sorted(set(public_image_methods()) - set(METHODS) - set(TRAINERS))
+    assert not missing, f"add these methods to METHODS in {__name__} so that the contract is tested: {missing}"
+    assert len(METHODS) >= 11
+
+
+# ----------------------------------------------------------------------------- the models
+
+def small_cnn() -> keras.Model:
+    """A random 3-class CNN on 12x12 RGB images, ending in a Dense softmax."""
+    keras.utils.set_random_seed(3)
+    inputs = keras.Input((12, 12, 3))
+    x = keras.layers.Conv2D(4, 3, padding="same", activation="relu", name="conv")(inputs)
+    x = keras.layers.MaxPooling2D(2, name="pool")(x)
+    x = keras.layers.Flatten()(x)
+    outputs = keras.layers.Dense(3, activation="softmax", name="predictions")(x)
+    return keras.Model(inputs, outputs, name="small_cnn")
+
+
+def nested_cnn() -> keras.Model:
+    """The same kind of CNN with its convolutions in a backbone nested in a Sequential model."""
+    keras.utils.set_random_seed(4)
+    inputs = keras.Input((12, 12, 3))
+    x = keras.layers.Conv2D(4, 3, padding="same", activation="relu", name="conv")(inputs)
+    backbone = keras.Model(inputs, keras.layers.MaxPooling2D(2, name="pool")(x), name="backbone")
+    return keras.Sequential([keras.Input((12, 12, 3)), backbone, keras.layers.Flatten(),
+                             keras.layers.Dense(3, activation="softmax", name="predictions")], name="nested_cnn")
+
+
+@pytest.fixture(scope="module", params=["small_cnn", "nested_cnn", "smoke_model"])
+def subject(request):
+    """(model, a batch of 3 images, number of classes)."""
+    if request.param in ("small_cnn", "nested_cnn"):
+        model = small_cnn() if request.param == "small_cnn" else nested_cnn()
+        images = np.random.default_rng(0).uniform(0, 1, (3, 12, 12, 3)).astype("float32")
+    else:
+        from coursekit.env import profile
+        net = load_pretrained(profile("smoke").imagenet_model)
+        model = net.model
+        images = net.preprocess(np.stack([net.load_image(name) for name in ("cat", "coffee", "astronaut")]))
+    return model, images, int(model.outputs[0].shape[-1])
+
+
+METHOD_NAMES = sorted(METHODS)
+
+
+# ----------------------------------------------------------------------------- the contract
+
+@pytest.mark.parametrize("name", METHOD_NAMES)
+def test_one_image_is_a_batch_of_one(subject, name):
+    model, images, _ = subject
+    method = METHODS[name]
+    batch_result = np.asarray(method.run(model, images[:1]))
+    single_result = np.asarray(method.run(model, images[0]))
+    np.testing.assert_allclose(single_result, batch_result, **BATCH_TOLERANCE)
+
+
+@pytest.mark.parametrize("name", METHOD_NAMES)
+def test_output_is_finite_float_of_the_documented_shape(subject, name):
+    model, images, _ = subject
+    result = np.asarray(METHODS[name].run(model, images))
+    expected = METHODS[name].shape(*images.shape)
+    assert np.issubdtype(result.dtype, np.floating)
+    assert len(result.shape) == len(expected)
+    assert all(e is None or e == g for g, e in zip(result.shape, expected)), (result.shape, expected)
+    assert np.isfinite(result).all()
+
+
+@pytest.mark.parametrize("name", METHOD_NAMES)
+def test_batch_size_never_changes_the_result(subject, name):
+    model, images, _ = subject
+    method = METHODS[name]
+    if not method.batch_size:
+        pytest.skip(f"{name} takes no batch_size")
+    whole = np.asarray(method.run(model, images, batch_size=len(images)))
+    one_at_a_time = np.asarray(method.run(model, images, batch_size=1))
+    np.testing.assert_allclose(one_at_a_time, whole, **BATCH_TOLERANCE)
+
+
+@pytest.mark.parametrize("name", METHOD_NAMES)
+def test_a_bad_batch_size_is_refused(subject, name):
+    model, images, _ = subject
+    if not METHODS[name].batch_size:
+        pytest.skip(f"{name} takes no batch_size")
+    with pytest.raises(ValueError, match="batch_size must be a whole number >= 1; got 0"):
+        METHODS[name].run(model, images, batch_size=0)
+
+
+@pytest.mark.parametrize("name", METHOD_NAMES)
+def test_a_class_list_of_the_wrong_length_names_the_length(subject, name):
+    model, images, _ = subject
+    if not METHODS[name].classes:
+        pytest.skip(f"{name} takes no class_index")
+    with pytest.raises(ValueError, match=r"class_index has 2 entries but there are 3 images: give one class per image "
+                                         r"\(3 in all\)"):
+        METHODS[name].run(model, images, class_index=[0, 1])
+
+
+@pytest.mark.parametrize("name", METHOD_NAMES)
+def test_a_class_out_of_range_names_the_number_of_classes(subject, name):
+    model, images, classes = subject
+    if not METHODS[name].classes:
+        pytest.skip(f"{name} takes no class_index")
+    with pytest.raises(ValueError, match=f"class_index {classes} is out of range: the model has {classes} classes"):
+        METHODS[name].run(model, images, class_index=classes)
+    with pytest.raises(ValueError, match=f"the model has {classes} classes"):
+        METHODS[name].run(model, images, class_index=[0, -1, 0])
+
+
+@pytest.mark.parametrize("name", METHOD_NAMES)
+def test_class_forms_agree(subject, name):
+    """None = each image's top class; an int for all; one per image (None allowed per image)."""
+    model, images, _ = subject
+    if not METHODS[name].classes:
+        pytest.skip(f"{name} takes no class_index")
+    top = model.predict(images, verbose=0).argmax(axis=1)
+    run = METHODS[name].run
+    by_top = np.asarray(run(model, images, class_index=None))
+    np.testing.assert_allclose(np.asarray(run(model, images, class_index=[int(c) for c in top])), by_top,
+                               **BATCH_TOLERANCE)
+    np.testing.assert_allclose(np.asarray(run(model, images, class_index=[None, int(top[1]), None])), by_top,
+                               **BATCH_TOLERANCE)
+    np.testing.assert_allclose(np.asarray(run(model, images, class_index=int(top[0])))[:1], by_top[:1],
+                               **BATCH_TOLERANCE)
+
+
+@pytest.mark.parametrize("name", METHOD_NAMES)
+def test_a_wrong_image_size_names_the_size_needed(subject, name):
+    model, images, _ = subject
+    height, width = images.shape[1:3]
+    wrong = np.zeros((2, height + 5, width + 3, images.shape[-1]), "float32")
+    with pytest.raises(ValueError, match=rf"takes images of shape \(N, {height}, {width}, 3\).*"
+                                         rf"Resize them to {height}x{width} first: net.load_image"):
+        METHODS[name].run(model, wrong)
+
+
+def test_the_contract_messages_are_those_of_one_module():
+    """A class given as a name or a float gets the same TypeError from every method."""
+    model = small_cnn()
+    images = np.zeros((2, 12, 12, 3), "float32")
+    for name in METHOD_NAMES:
+        if METHODS[name].classes:
+            with pytest.raises(TypeError, match=r"class_index must hold ints \(or None\); got 'tabby'.*net.class_index"):
+                METHODS[name].run(model, images, class_index="tabby")
+            with pytest.raises(TypeError, match="must hold ints"):
+                METHODS[name].run(model, images, class_index=[0, 1.5])
+
+
+def test_grey_digits_without_a_channel_axis_are_accepted():
+    """(N, H, W) digits for a one-channel model, as mnist() returns them."""
+    from coursekit.models import mnist_cnn
+    model = mnist_cnn()
+    digits = np.random.default_rng(1).uniform(0, 255, (2, 28, 28)).astype("float32")
+    for name in METHOD_NAMES:
+        if name.startswith("occlusion"):
+            result = occlusion.occlusion_map(model, digits, patch=7, stride=7)
+            expected = occlusion.occlusion_map(model, digits[..., None], patch=7, stride=7)
+        else:
+            result = METHODS[name].run(model, digits)
+            expected = METHODS[name].run(model, digits[..., None])
+        np.testing.assert_allclose(np.asarray(result), np.asarray(expected), **BATCH_TOLERANCE)
+
+
+def test_a_model_with_two_image_inputs_gets_a_clear_error():
+    left, right = keras.Input((8, 8, 3), name="left"), keras.Input((8, 8, 3), name="right")
+    joined = keras.layers.Concatenate()([keras.layers.Flatten()(left), keras.layers.Flatten()(right)])
+    model = keras.Model([left, right], keras.layers.Dense(2, activation="softmax")(joined))
+    images = np.zeros((1, 8, 8, 3), "float32")
+    for name in METHOD_NAMES:
+        with pytest.raises(ValueError, match="has 2 inputs .*one image input"):
+            METHODS[name].run(model, images)
+
+
+def test_preprocess_refuses_a_photo_of_another_size():
+    """The mistake of preprocessing a photo as loaded, not at the model's size, is named at once."""
+    from coursekit.data import sample_image
+    from coursekit.env import profile
+    net = load_pretrained(profile("smoke").imagenet_model)
+    height, width = net.input_size
+    photo = sample_image("cat")
+    assert photo.shape[:2] != (height, width)
+    with pytest.raises(ValueError, match=rf"Resize them to {height}x{width} first: net.load_image"):
+        net.preprocess(photo)
+    assert net.preprocess(net.load_image("cat")).shape == (1, height, width, 3)
