@@ -4,17 +4,19 @@ import keras
 import numpy as np
 import pytest
 
-from conftest import unavailable
-from coursekit import cam, features, models, sanity
+from conftest import load_pretrained
+from coursekit import cam, features, models, saliency, sanity
 
 
 @pytest.fixture(scope="module")
-def backbone() -> keras.Model:
+def net() -> models.Pretrained:
     """MobileNetV2 (224 px, real ImageNet weights) without its classifier."""
-    try:
-        return keras.applications.MobileNetV2(weights="imagenet", include_top=False, input_shape=(224, 224, 3))
-    except Exception as error:  # Keras reports a failed download as a bare Exception
-        unavailable("pretrained mobilenet_v2", str(error)[:200])
+    return load_pretrained("mobilenet_v2", include_top=False)
+
+
+@pytest.fixture(scope="module")
+def backbone(net) -> keras.Model:
+    return net.model
 
 
 def tiny_backbone(name="tiny_backbone"):
@@ -38,8 +40,8 @@ def same(a, b):
 # ----------------------------------------------------------------------------- building the model
 
 @pytest.mark.parametrize("sequential", [False, True])
-def test_transfer_model_nests_a_copy_of_the_backbone_and_adds_a_head(backbone, sequential):
-    model = models.transfer_model(backbone, 3, sequential=sequential)
+def test_transfer_model_nests_a_copy_of_the_backbone_and_adds_a_head(net, backbone, sequential):
+    model = models.transfer_model(net, 3, sequential=sequential)
     assert isinstance(model, keras.Sequential) == sequential
     nested = [layer for layer in model.layers if isinstance(layer, keras.Model)]
     assert len(nested) == 1 and nested[0].name == backbone.name and nested[0] is not backbone
@@ -51,8 +53,8 @@ def test_transfer_model_nests_a_copy_of_the_backbone_and_adds_a_head(backbone, s
     np.testing.assert_allclose(model.predict(images, verbose=0).sum(axis=1), 1.0, atol=1e-5)
 
 
-def test_frozen_backbone_reports_only_the_head_as_trainable_and_unfreeze_top_opens_its_top(backbone):
-    model = models.transfer_model(backbone, 2)
+def test_frozen_backbone_reports_only_the_head_as_trainable_and_unfreeze_top_opens_its_top(net, backbone):
+    model = models.transfer_model(net, 2)
     rows = models.trainable_layers(model)
     assert [row.path for row in rows if row.trainable] == ["predictions"]
     assert len(rows) == 1 + sum(1 for layer in backbone.layers if layer.weights)
@@ -141,9 +143,9 @@ def test_training_input_errors(tmp_path):
 
 
 @pytest.mark.parametrize("sequential", [False, True])
-def test_saved_and_reloaded_model_predicts_the_same(backbone, tmp_path, sequential):
+def test_saved_and_reloaded_model_predicts_the_same(net, backbone, tmp_path, sequential):
     keras.utils.set_random_seed(2)
-    model = models.transfer_model(backbone, 2, sequential=sequential)
+    model = models.transfer_model(net, 2, sequential=sequential)
     images = np.random.default_rng(3).uniform(-1, 1, (3, 224, 224, 3)).astype("float32")
     path = models.save_model(model, tmp_path / "fine_tuned.keras")
     reloaded = models.load_model(path)
@@ -169,8 +171,8 @@ def test_saved_and_reloaded_model_predicts_the_same(backbone, tmp_path, sequenti
 # ----------------------------------------------------------------------------- walking nested models
 
 @pytest.mark.parametrize("sequential", [False, True])
-def test_receptive_fields_through_the_nesting_equal_the_backbones_own(backbone, sequential):
-    model = models.transfer_model(backbone, 2, sequential=sequential)
+def test_receptive_fields_through_the_nesting_equal_the_backbones_own(net, backbone, sequential):
+    model = models.transfer_model(net, 2, sequential=sequential)
     for name in ("Conv1", "block_2_add", "block_6_depthwise", "block_13_expand", "Conv_1"):
         assert features.receptive_field(model, f"{backbone.name}/{name}") == features.receptive_field(backbone, name)
     assert features.receptive_field(backbone, "Conv_1").jump == 32
@@ -187,8 +189,8 @@ def test_receptive_field_two_levels_deep():
 
 
 @pytest.mark.parametrize("sequential", [False, True])
-def test_randomising_layers_inside_a_nested_backbone_changes_the_copy_only(backbone, sequential):
-    model = models.transfer_model(backbone, 2, sequential=sequential)
+def test_randomising_layers_inside_a_nested_backbone_changes_the_copy_only(net, backbone, sequential):
+    model = models.transfer_model(net, 2, sequential=sequential)
     names = sanity.weighted_layers(model)
     assert names[0] == "predictions" and names[1:] == [f"{backbone.name}/{n}" for n in sanity.weighted_layers(backbone)]
     before, backbone_before = weights_of(model), weights_of(backbone)
@@ -204,3 +206,32 @@ def test_randomising_layers_inside_a_nested_backbone_changes_the_copy_only(backb
         assert all(same(models.get_layer(working, name).get_weights(), models.get_layer(reference, name).get_weights())
                    for name in names[:n + 2])
     assert same(model.get_weights(), before)
+
+
+@pytest.mark.parametrize("sequential", [False, True])
+def test_the_randomisation_cascade_through_the_nesting_equals_the_flat_model(net, backbone, sequential):
+    """Same layers (the same objects) run nested and flat: the cascade randomises the same weights
+    in the same order, and saliency of every step agrees (Pearson >= 0.999 per map)."""
+    keras.utils.set_random_seed(3)
+    pooling = keras.layers.GlobalAveragePooling2D(name="pool")
+    head = keras.layers.Dense(3, activation="softmax", name="head")
+    if sequential:
+        nested = keras.Sequential([keras.Input((224, 224, 3)), backbone, pooling, head])
+    else:
+        inputs = keras.Input((224, 224, 3))
+        nested = keras.Model(inputs, head(pooling(backbone(inputs))))
+    flat = keras.Model(backbone.input, head(pooling(backbone.output)))
+    nested_names, flat_names = sanity.weighted_layers(nested), sanity.weighted_layers(flat)
+    assert [name.rsplit("/", 1)[-1] for name in nested_names] == flat_names
+    assert all(name.startswith(f"{backbone.name}/") for name in nested_names[1:])
+    points = sanity.cascade_points(flat, 2)                    # the output layer alone, then every layer
+    assert sanity.cascade_points(nested, 2) == points == [1, len(flat_names)]
+    photos = net.preprocess(np.stack([net.load_image(name) for name in ("cat", "coffee")]))
+    before = weights_of(backbone)
+    for (n, a), (m, b) in zip(sanity.cascade(nested, points), sanity.cascade(flat, points)):
+        assert n == m
+        assert all(same(models.get_layer(a, p).get_weights(), models.get_layer(b, q).get_weights())
+                   for p, q in zip(nested_names, flat_names))
+        ours, reference = (saliency.vanilla_saliency(x, photos, class_index=0) for x in (a, b))
+        assert all(np.corrcoef(u.ravel(), v.ravel())[0, 1] >= 0.999 for u, v in zip(ours, reference)), n
+    assert same(backbone.get_weights(), before)  # the shared backbone itself was never randomised
