@@ -298,8 +298,8 @@ def pasted_objects(per_class: int, size: int | tuple[int, int] = 224, seed: int 
     place and size (its side a random share ``object_share`` of the image side): a random crop of
     scikit-image's cat photo (class 1, ``"cat"``) or of another bundled photo (``coffee``,
     ``astronaut``, ``rocket``, ``grace_hopper``; class 0, ``"other object"``), flipped at random,
-    its brightness jittered. Class names are :data:`PASTED_CLASSES`. All crops come from one photo
-    per cat, so this is a stand-in for a real data set, not one.
+    its brightness jittered. Class names are :data:`PASTED_CLASSES`. Every cat is a crop of the
+    same photo, so this is a stand-in for a real data set, not one.
 
     ``background_bias``: the probability that a cat lies on a texture and an other object on a
     scene; 0.5 makes the background independent of the class, 0.0 swaps the usual pairing (a

@@ -107,3 +107,20 @@ def test_the_lesson_runs_its_online_branch_on_horse2zebra_shaped_photos(fake_tfd
     assert "horse2zebra loaded" in printed and "USING THE PASTED STAND-IN" not in printed
     assert "classes ('horse', 'zebra')" in printed
     assert "the central box (no boxes here)" in printed and "swapped backgrounds" not in printed
+
+
+@pytest.mark.parametrize("profile_name", ["quick", "full"])
+def test_the_quick_and_full_profiles_layers_exist_inside_the_nested_backbone(random_weights, profile_name):
+    """What lesson 08 asks of the quick/full profiles' model (Xception, random weights here)."""
+    from coursekit import cam, models
+    chosen = env.profile(profile_name)
+    net = models.pretrained(chosen.imagenet_model, include_top=False)
+    model = models.transfer_model(net, 2)
+    inner = model.layers[1].name
+    for name in (net.feature_layers[2], net.last_conv_layer):   # the lesson's two audit layers
+        assert len(models.get_layer(model, f"{inner}/{name}").output.shape) == 4
+    assert cam.last_spatial_layer(model) == net.last_conv_layer
+    opened = models.unfreeze_top(model, chosen.finetune_top_layers)
+    assert len(opened) == chosen.finetune_top_layers
+    assert [row.path for row in models.trainable_layers(model) if row.trainable] == opened + ["predictions"]
+    assert chosen.finetune_dataset == "horse2zebra" and chosen.finetune_per_class <= 1067  # trainA's size
