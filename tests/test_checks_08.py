@@ -114,7 +114,7 @@ def the_layer_itself(model):
 
 
 WRONG_08_1 = [
-    (top_level_only, "whole nested model"),
+    (top_level_only, "look inside"),
     (own_name_only, "whole path"),
     (keeps_pooled_maps, "1x1"),
     (first_spatial, "later layer"),

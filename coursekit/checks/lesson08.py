@@ -116,8 +116,11 @@ def _(last_spatial_path):
             raise Hint(f"with {kind}: the model has no layer at {got!r}. A path names the nested models "
                        "from the outside in, joined by '/': 'backbone/conv_1'.")
         layer = paths[got]
+        if isinstance(layer, keras.layers.InputLayer):
+            raise Hint(f"with {kind}: {got!r} is the model's input, the images themselves. The feature maps "
+                       "are made inside the nested models: look inside them (their .layers) too.")
         if _inputs._is_container(layer):
-            raise Hint(f"with {kind}: {got!r} is a whole nested model, not one of its layers. Look inside "
+            raise Hint(f"with {kind}: {got!r} is a whole nested model, not one of its layers: look inside "
                        "it (its .layers) for the last layer with feature maps.")
         shape = tuple(layer.output.shape)
         if len(shape) != 4:
@@ -226,8 +229,9 @@ def _(mass_in_box):
         if abs(got - expected) <= 1e-9 + 1e-6 * abs(expected):
             continue
         top, left, bottom, right = box
-        inclusive = heatmap[top:bottom + 1, left:right + 1].sum() / heatmap.sum()
-        transposed = heatmap[left:right, top:bottom].sum() / heatmap.sum()
+        total = heatmap.sum() or 1.0   # the all-zero map: no share to compare with
+        inclusive = heatmap[top:bottom + 1, left:right + 1].sum() / total
+        transposed = heatmap[left:right, top:bottom].sum() / total
         if abs(got - heatmap[top:bottom, left:right].sum()) < 1e-6:
             raise Hint(f"with {label}: you return the mass inside the box; divide it by the map's total mass "
                        "to get a share in [0, 1].")
