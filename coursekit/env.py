@@ -67,7 +67,7 @@ PROFILES: dict[str, Profile] = {
                      batch_size=128, n_filters=16, ascent_steps=20, pattern_size=150,
                      smoothgrad_samples=12, tsne_points=1000, top_k=9, n_units=4,
                      curve_steps=15, scorecam_max_n=64, explain_images=5, units_dataset="mnist",
-                     cascade_steps=5, finetune_per_class=100, finetune_epochs=4, finetune_top_layers=4),
+                     cascade_steps=5, finetune_per_class=60, finetune_epochs=4, finetune_top_layers=4),
     "smoke": Profile("smoke", imagenet_model="mobilenet_v2", mnist_sample=True, epochs=2,
                      batch_size=64, n_filters=4, ascent_steps=8, pattern_size=128,
                      smoothgrad_samples=6, tsne_points=300, top_k=6, n_units=3,
