@@ -138,7 +138,7 @@ WRONG_08_2 = [
     (lambda m, x, c, layer: grad_cam_by_hand(m, x, c, layer, relu=False), "negative values"),
     (lambda m, x, c, layer: grad_cam_by_hand(m, x, c, layer, scale=False) * 1e3 + 2.0, "own maximum"),
     (lambda m, x, c, layer: nested_grad_cam(m, x, c, layer)[0], "one map per image"),
-    (flat_graph, "raised"),
+    (flat_graph, "not from model.inputs"),
     (lambda m, x, c, layer: np.ones((len(x), *nested_grad_cam(m, x, c, layer).shape[1:])), "differ from Grad-CAM"),
 ]
 

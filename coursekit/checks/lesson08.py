@@ -170,7 +170,14 @@ def _(nested_grad_cam):
         images = rng.uniform(-1, 1, size=(int(rng.integers(2, 4)), side, side, 3)).astype("float32")
         class_index = int(rng.integers(model.outputs[0].shape[-1]))
         given = images.copy()
-        got = as_numbers(call(nested_grad_cam, model, given, class_index, layer, what=what), what)
+        try:
+            returned = call(nested_grad_cam, model, given, class_index, layer, what=what)
+        except Hint as hint:
+            if "not connected" in str(hint):
+                raise Hint(f"{hint} The layer inside the backbone belongs to the backbone's own graph: build "
+                           "the model of step 1 from backbone.inputs, not from model.inputs.") from None
+            raise
+        got = as_numbers(returned, what)
         expected = cam.grad_cam(model, images, class_index=class_index, layer=layer, upsample=False)
         label = f"layer {layer!r} of a {'Sequential' if case['sequential_backbone'] else 'functional'} backbone"
         if got.shape != expected.shape:
