@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import sys
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -274,11 +275,16 @@ _OBJECT_SOURCES = {"cat": ("cat",), "other object": ("coffee", "astronaut", "roc
 _BACKGROUNDS = {"texture": ("grass", "gravel", "brick"), "scene": ("china", "flower", "hubble_deep_field")}
 
 
-def _background_photo(name: str) -> np.ndarray:
+@lru_cache(maxsize=None)
+def _bundled_photo(name: str) -> np.ndarray:
+    """A sample image or another scikit-image photo, read once per session (read-only)."""
     if name in SAMPLE_IMAGES:
-        return sample_image(name)
-    import skimage.data
-    return to_rgb_uint8(getattr(skimage.data, name)())
+        photo = sample_image(name)
+    else:
+        import skimage.data
+        photo = to_rgb_uint8(getattr(skimage.data, name)())
+    photo.setflags(write=False)
+    return photo
 
 
 def _random_crop(image: np.ndarray, side: int, rng: np.random.Generator, min_share: float = 0.5) -> np.ndarray:
@@ -318,8 +324,8 @@ def pasted_objects(per_class: int, size: int | tuple[int, int] = 224, seed: int 
         raise ValueError(f"object_share must be (low, high) with 0 < low <= high <= 1; got {object_share!r}.")
     height, width = (size, size) if np.isscalar(size) else size
     rng = np.random.default_rng(seed)
-    photos = {name: sample_image(name) for names in _OBJECT_SOURCES.values() for name in names}
-    backgrounds = {pool: [_background_photo(name) for name in names] for pool, names in _BACKGROUNDS.items()}
+    photos = {name: _bundled_photo(name) for names in _OBJECT_SOURCES.values() for name in names}
+    backgrounds = {pool: [_bundled_photo(name) for name in names] for pool, names in _BACKGROUNDS.items()}
     images, labels, boxes = [], [], []
     for index in range(2 * per_class):
         label = index % 2

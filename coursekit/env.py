@@ -72,7 +72,7 @@ PROFILES: dict[str, Profile] = {
                      batch_size=64, n_filters=4, ascent_steps=8, pattern_size=128,
                      smoothgrad_samples=6, tsne_points=300, top_k=6, n_units=3,
                      curve_steps=8, scorecam_max_n=16, explain_images=3, units_dataset="mnist",
-                     cascade_steps=3, finetune_dataset="pasted", finetune_per_class=12, finetune_epochs=2,
+                     cascade_steps=3, finetune_dataset="pasted", finetune_per_class=10, finetune_epochs=2,
                      finetune_top_layers=2),
 }
 
