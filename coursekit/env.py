@@ -45,6 +45,10 @@ class Profile:
     explain_images: int          # images used in sanity checks and faithfulness metrics
     units_dataset: str = "mnist"  # lesson 06: "cifar10" (online; falls back to "mnist") | "mnist"
     cascade_steps: int = 4        # lesson 07: points of the cascading randomisation
+    fourier_steps: int = 128      # lesson 02: Adam steps of Fourier-parameterised patterns
+    class_patterns: int = 4       # lesson 02: classes whose class-model images are shown
+    dream_octaves: int = 3        # lesson 02: DeepDream scales
+    dream_steps: int = 20         # lesson 02: DeepDream ascent steps per scale
     finetune_dataset: str = "horse2zebra"  # lesson 08: "horse2zebra" (online; falls back) | "pasted"
     finetune_per_class: int = 400  # lesson 08: training photos per class
     finetune_epochs: int = 8       # lesson 08: most epochs per training stage (early stopping)
@@ -62,18 +66,19 @@ PROFILES: dict[str, Profile] = {
                     batch_size=128, n_filters=64, ascent_steps=30, pattern_size=200,
                     smoothgrad_samples=20, tsne_points=2000, top_k=9, n_units=6,
                     curve_steps=50, scorecam_max_n=128, explain_images=16, units_dataset="cifar10",
-                    cascade_steps=12),
+                    cascade_steps=12, fourier_steps=256, class_patterns=6, dream_octaves=4, dream_steps=40),
     "quick": Profile("quick", imagenet_model="xception", mnist_sample=False, epochs=4,
                      batch_size=128, n_filters=16, ascent_steps=20, pattern_size=150,
                      smoothgrad_samples=12, tsne_points=1000, top_k=9, n_units=4,
                      curve_steps=15, scorecam_max_n=64, explain_images=5, units_dataset="mnist",
-                     cascade_steps=5, finetune_per_class=60, finetune_epochs=4, finetune_top_layers=4),
+                     cascade_steps=5, fourier_steps=32, class_patterns=2, dream_octaves=3, dream_steps=10,
+                     finetune_per_class=60, finetune_epochs=4, finetune_top_layers=4),
     "smoke": Profile("smoke", imagenet_model="mobilenet_v2", mnist_sample=True, epochs=2,
                      batch_size=64, n_filters=4, ascent_steps=8, pattern_size=128,
                      smoothgrad_samples=6, tsne_points=300, top_k=6, n_units=3,
                      curve_steps=8, scorecam_max_n=16, explain_images=3, units_dataset="mnist",
-                     cascade_steps=3, finetune_dataset="pasted", finetune_per_class=10, finetune_epochs=2,
-                     finetune_top_layers=2),
+                     cascade_steps=3, fourier_steps=24, class_patterns=2, dream_octaves=3, dream_steps=8,
+                     finetune_dataset="pasted", finetune_per_class=10, finetune_epochs=2, finetune_top_layers=2),
 }
 
 

@@ -67,7 +67,7 @@ SPECS: dict[str, _Spec] = {
         ("mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224.h5",
          "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5"),
         last_conv_layer="out_relu",
-        feature_layers=("Conv1_relu", "block_2_expand_relu", "block_5_expand_relu", "block_9_expand_relu",
+        feature_layers=("Conv1_relu", "block_2_expand_relu", "block_5_expand_relu", "block_12_expand_relu",
                         "block_14_expand_relu", "out_relu"),
         pattern_layers=("block_3_expand", "block_6_expand", "block_13_expand"),
         kwargs=(("alpha", 1.0),)),

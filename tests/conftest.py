@@ -52,6 +52,12 @@ def mobilenet_v2() -> models.Pretrained:
 
 
 @pytest.fixture(scope="session")
+def mobilenet_v2_features() -> models.Pretrained:
+    """MobileNetV2 without its classifier (``include_top=False``): takes any image size."""
+    return load_pretrained("mobilenet_v2", include_top=False)
+
+
+@pytest.fixture(scope="session")
 def profile_model() -> models.Pretrained:
     """The profile's ImageNet model: mobilenet_v2 in smoke, Xception in quick and full."""
     from coursekit.env import profile

@@ -68,6 +68,14 @@ METHODS: dict[str, Method] = {
     "metrics.insertion_curve": Method(_curve(metrics.insertion_curve), lambda n, h, w, c: (n, 5)),
     "metrics.deletion_auc": Method(_auc(metrics.deletion_auc), lambda n, h, w, c: (n,)),
     "metrics.insertion_auc": Method(_auc(metrics.insertion_auc), lambda n, h, w, c: (n,)),
+    "filters.layer_activation": Method(
+        lambda model, images, **kw: filters.layer_activation(model, images, _spatial(model), **kw),
+        lambda n, h, w, c: (n,), classes=False),
+    # deep_dream returns its input's shape (one image stays one image); reshaped here to a batch
+    "filters.deep_dream": Method(
+        lambda model, images, **kw: filters.deep_dream(model, images, _spatial(model), octaves=1, steps=2,
+                                                       progress=False, **kw).reshape((-1, *np.shape(images)[-3:])),
+        lambda n, h, w, c: (n, h, w, c), classes=False, batch_size=False),
     "shortcuts.right_reasons_gradients": Method(shortcuts.right_reasons_gradients, lambda n, h, w, c: (n, h, w, c),
                                                 classes=False, batch_size=False),
 }
