@@ -1,6 +1,7 @@
 """Lesson 08's data: the offline stand-in (pasted objects with boxes) and the online data set
 (horse2zebra from TensorFlow Datasets), whose branch of the lesson runs here on synthetic photos
 of the real shape from a stand-in tensorflow_datasets (tests/fakes)."""
+import ast
 import importlib
 import sys
 from pathlib import Path
@@ -96,9 +97,10 @@ def test_the_lesson_runs_its_online_branch_on_horse2zebra_shaped_photos(fake_tfd
     monkeypatch.setenv(env.PROFILE_VARIABLE, "smoke")
     monkeypatch.setenv("PYTHONPATH", f"{FAKES}:{env.os.environ.get('PYTHONPATH', '')}")
     notebook = nbformat.read(LESSON, as_version=4)
-    forms = [cell for cell in notebook.cells if "DATASET = None  #@param" in cell.source]
+    field = "dataset = profile.finetune_dataset  #@param"
+    forms = [cell for cell in notebook.cells if field in cell.source]
     assert len(forms) == 1
-    forms[0].source = forms[0].source.replace("DATASET = None  #@param", 'DATASET = "horse2zebra"  #@param')
+    forms[0].source = forms[0].source.replace(field, 'dataset = "horse2zebra"  #@param')
     changed = tmp_path / LESSON.name
     nbformat.write(notebook, changed)
     result = execute(changed, tmp_path / "run", progress=False)
@@ -124,3 +126,14 @@ def test_the_quick_and_full_profiles_layers_exist_inside_the_nested_backbone(ran
     assert len(opened) == chosen.finetune_top_layers
     assert [row.path for row in models.trainable_layers(model) if row.trainable] == opened + ["predictions"]
     assert chosen.finetune_dataset == "horse2zebra" and chosen.finetune_per_class <= 1067  # trainA's size
+
+
+def test_the_lessons_form_fields_default_to_the_profile():
+    """Lesson 08's Colab form fields: well-formed, and the sizes the profile owns read from it."""
+    from test_lesson_forms import FORM_LINE, form_fields
+    lines = list(form_fields(LESSON))
+    for line in lines:
+        assert FORM_LINE.match(line), f"not a Colab form line: {line!r}"
+        ast.parse(line)
+    for owned in ("finetune_dataset", "finetune_per_class", "finetune_epochs", "finetune_top_layers"):
+        assert sum(line.endswith(f"= profile.{owned}  #@param {{type:\"raw\"}}") for line in lines) == 1, owned
