@@ -1,9 +1,11 @@
 """Images and digits: bundled sample photos, MNIST (online or the bundled offline sample)."""
 from __future__ import annotations
 
+import io
 import sys
 from functools import lru_cache
 from pathlib import Path
+from struct import error as struct_error
 
 import numpy as np
 
@@ -47,12 +49,14 @@ def sample_image(name_or_path: str, size: int | tuple[int, int] | None = None) -
 
     ``name_or_path`` is a bundled name (``"cat"``, ``"coffee"``, ``"astronaut"``, ``"rocket"``,
     ``"grace_hopper"``, ``"china"``, ``"flower"``), a file path, or an http(s) URL (online only).
-    Grayscale and RGBA images are converted to RGB. ``size`` (``int`` or ``(height, width)``)
-    resizes with OpenCV's area interpolation (aspect ratio not kept, as Keras' ``load_img``).
+    Files are read as :func:`upload_image` reads them: grayscale, RGBA, 16-bit and CMYK become
+    8-bit RGB, an animation gives its first frame, a photo larger than :data:`MAX_SIDE` pixels
+    is shrunk. ``size`` (``int`` or ``(height, width)``) resizes with OpenCV's area interpolation
+    (aspect ratio not kept, as Keras' ``load_img``).
     """
     source = str(name_or_path)
     if source in SAMPLE_IMAGES:
-        image = SAMPLE_IMAGES[source]()
+        image = to_rgb_uint8(SAMPLE_IMAGES[source]())
     elif source.startswith(("http://", "https://")):
         image = _read_file(_download(source))
     else:
@@ -62,19 +66,140 @@ def sample_image(name_or_path: str, size: int | tuple[int, int] | None = None) -
                 f"No image at {str(path)!r}, and it is not a sample name. Check the path "
                 f"(relative to {str(Path.cwd())!r}) or use one of: {', '.join(SAMPLE_IMAGES)}.")
         image = _read_file(path)
-    image = to_rgb_uint8(image)
     return image if size is None else resize(image, size)
 
 
-def _read_file(path) -> np.ndarray:
+# ----------------------------------------------------------------------------- your own photo
+
+MAX_SIDE = 2048             # a longer side is shrunk to this on reading: the lessons use <= 299 px
+MAX_PIXELS = 180_000_000    # larger files are refused before decoding (Pillow's bomb limit, 2 x 89.5 MP)
+_HINT_FORMATS = "Save it as JPEG or PNG (an iPhone HEIC photo: export or screenshot it as JPEG) and try again."
+
+
+def upload_image(path: str | Path | None = None, size: int | tuple[int, int] | None = None,
+                 fallback: str | None = None) -> np.ndarray:
+    """Your own photo as uint8 ``(H, W, 3)``, values 0-255, for any lesson's figures.
+
+    * ``path`` given (a file path): that file is read.
+    * no ``path``, on Colab: the browser's file picker opens (``google.colab.files.upload``);
+      the first chosen file is read.
+    * no ``path`` elsewhere (Jupyter, tests, the gallery), or nothing chosen in the picker: the
+      bundled sample ``fallback`` (``"cat"``, ``"coffee"``, ...: see :data:`SAMPLE_IMAGES`) is
+      returned and a line says so; without ``fallback`` a ``ValueError`` says how to pass a path.
+
+    Grayscale, palette, RGBA (over white), 16-bit and CMYK images become 8-bit RGB; the EXIF
+    orientation of phone photos is applied; an animated GIF/WebP/PNG gives its first frame; a
+    side longer than :data:`MAX_SIDE` is shrunk (aspect kept). A file that is empty, not an
+    image, damaged, or over :data:`MAX_PIXELS` raises ``ValueError`` naming the file.
+    ``size`` (``int`` or ``(height, width)``) then resizes as :func:`sample_image` does.
+    """
+    if fallback is not None and fallback not in SAMPLE_IMAGES:
+        raise ValueError(f"fallback={fallback!r} is not a bundled sample; use one of: {', '.join(SAMPLE_IMAGES)}.")
+    if path is not None and str(path).strip():
+        path = Path(str(path).strip()).expanduser()
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"No file at {str(path)!r} (looked relative to {str(Path.cwd())!r}). Check the name, "
+                "or on Colab leave the path empty to pick a file in the browser.")
+        image = _read_file(path)
+    elif env.in_colab():
+        image = _pick_on_colab()
+        if image is None:
+            return _fallback(fallback, size, reason="no file was chosen in the picker")
+    else:
+        return _fallback(fallback, size, reason="no path was given, and the file picker exists only on Colab")
+    return image if size is None else resize(image, size)
+
+
+def _pick_on_colab() -> np.ndarray | None:
+    """The first file chosen in Colab's file picker, read; None when none was chosen."""
+    from google.colab import files
+    uploaded = files.upload()  # {file name: bytes}; Colab also saves each file in the working folder
+    if not uploaded:
+        return None
+    name, content = next(iter(uploaded.items()))
+    if len(uploaded) > 1:
+        print(f"{len(uploaded)} files chosen; using the first, {name!r}.")
+    return _read_file(io.BytesIO(content), name=name)
+
+
+def _fallback(fallback, size, reason: str) -> np.ndarray:
+    if fallback is None:
+        raise ValueError(f"No photo: {reason}. Pass a path, e.g. upload_image('my_photo.jpg') (upload the file "
+                         "first), or fallback='cat' to use a bundled photo instead.")
+    print(f"No photo of your own ({reason}): using the bundled photo {fallback!r}.")
+    return sample_image(fallback, size=size)
+
+
+def _read_file(source, name: str | None = None) -> np.ndarray:
+    """Decode an image file (a path or a binary file object) as uint8 ``(H, W, 3)``.
+
+    Every way a file can fail is a ``ValueError`` naming ``name`` (default: the path), never an
+    exception from inside Pillow; conversions that change what the student sees are announced.
+    """
+    import warnings
+
     from PIL import Image, UnidentifiedImageError
+    label = repr(str(name if name is not None else source))
+    if isinstance(source, (str, Path)) and Path(source).stat().st_size == 0:
+        raise ValueError(f"{label} is empty (0 bytes): the upload or the copy did not finish. {_HINT_FORMATS}")
+    if isinstance(source, io.BytesIO) and not source.getbuffer().nbytes:
+        raise ValueError(f"{label} is empty (0 bytes): the upload did not finish. {_HINT_FORMATS}")
     try:
-        with Image.open(path) as picture:
-            if picture.mode not in ("RGB", "L", "RGBA"):
-                picture = picture.convert("RGBA" if "A" in picture.getbands() else "RGB")
-            return np.array(picture)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # checked below, with the file's name
+            with Image.open(source) as picture:
+                return _decode(picture, label)
     except UnidentifiedImageError:
-        raise ValueError(f"{str(path)!r} is not an image file PIL can read (JPEG, PNG, ...).") from None
+        raise ValueError(f"{label} is not an image file Pillow can read (JPEG, PNG, GIF, WebP, BMP, TIFF, ...). "
+                         f"{_HINT_FORMATS}") from None
+    except Image.DecompressionBombError:
+        raise ValueError(f"{label} has more than {MAX_PIXELS / 1e6:.0f} million pixels: too large to read safely. "
+                         f"Shrink it below {MAX_SIDE} pixels a side and try again.") from None
+    except (OSError, SyntaxError, struct_error, ValueError) as error:
+        if isinstance(error, ValueError) and str(error).startswith(label):
+            raise
+        raise ValueError(f"{label} could not be decoded ({type(error).__name__}: {str(error)[:80]}): the file is "
+                         f"damaged or cut short. {_HINT_FORMATS}") from None
+
+
+def _decode(picture, label: str) -> np.ndarray:
+    from PIL import Image, ImageOps
+    width, height = picture.size
+    if width * height > MAX_PIXELS:
+        raise Image.DecompressionBombError(label)
+    if getattr(picture, "n_frames", 1) > 1:
+        print(f"{label} is an animation of {picture.n_frames} frames: using the first.")
+        picture.seek(0)
+    if max(width, height) > MAX_SIDE:
+        picture.draft("RGB", (MAX_SIDE, MAX_SIDE))  # JPEG: decode at 1/2, 1/4 or 1/8 scale, cheaply
+    picture = ImageOps.exif_transpose(picture)  # phone photos store "rotate me" in EXIF
+    picture = _to_8bit_rgb_or_rgba(picture)
+    if max(width, height) > MAX_SIDE:
+        picture.thumbnail((MAX_SIDE, MAX_SIDE), Image.Resampling.LANCZOS)
+        print(f"{label} is {width} x {height} pixels: shrunk to {picture.size[0]} x {picture.size[1]} "
+              f"(the lessons use at most a few hundred).")
+    return to_rgb_uint8(np.array(picture))
+
+
+def _to_8bit_rgb_or_rgba(picture):
+    """A Pillow image in mode RGB or RGBA (8 bits a channel), whatever it came in."""
+    if picture.mode in ("RGB", "RGBA"):
+        return picture
+    if picture.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N", "F"):  # 16-bit, 32-bit or float greys
+        values = np.asarray(picture, dtype="float64")
+        peak = values.max(initial=0)
+        if picture.mode.startswith("I;16"):
+            top = 65535.0
+        elif picture.mode == "F" and peak <= 1.0:
+            top = 1.0
+        else:  # "I" (a 16-bit PNG in some Pillow versions) or "F": the range its values use
+            top = next(limit for limit in (255.0, 65535.0, max(peak, 1.0)) if peak <= limit)
+        grey = np.clip(values / top * 255.0, 0, 255).round().astype(np.uint8)
+        from PIL import Image
+        return Image.fromarray(np.repeat(grey[..., None], 3, axis=-1))
+    has_alpha = "A" in picture.getbands() or "transparency" in picture.info
+    return picture.convert("RGBA" if has_alpha else "RGB")
 
 
 def _download(url: str) -> Path:

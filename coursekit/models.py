@@ -209,6 +209,24 @@ last_spatial_layer = _inputs.last_spatial_layer
 output_rank = _inputs.output_rank
 
 
+def check_channel(model: keras.Model, layer: str, channel) -> int:
+    """``channel`` as an int, checked to be one of ``layer``'s channels (units): ``0 <= channel < C``.
+
+    ``C`` is the last axis of the layer's output (channels of a feature map, units of a dense
+    layer). A wrong layer name lists the closest names; a channel out of range gives the range.
+    """
+    found = get_layer(model, layer)
+    count = int(found.output.shape[-1])
+    kind = "units" if output_rank(found) == 2 else "channels"  # a dense layer's outputs are units
+    if isinstance(channel, bool) or not isinstance(channel, (int, np.integer)):
+        raise ValueError(f"channel must be a whole number between 0 and {count - 1} (layer {layer!r} has "
+                         f"{count} {kind}); got {channel!r}.")
+    if not 0 <= channel < count:
+        raise ValueError(f"Layer {layer!r} has {count} {kind}, numbered 0 to {count - 1}; got {channel}. "
+                         "Pick one in that range.")
+    return int(channel)
+
+
 def layer_names(model: keras.Model) -> list[str]:
     """Every layer's path, depth first, with the layers inside nested sub-models (``"outer/inner"``)."""
     return list(_inputs.layer_paths(model))
