@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import io
 import sys
+from functools import lru_cache
 from pathlib import Path
 from struct import error as struct_error
 
@@ -390,3 +391,133 @@ def decoy_digits(decoyed, masks) -> np.ndarray:
                          f"one {DECOY_SIDE}x{DECOY_SIDE} patch per image.")
     levels = decoyed[masks].reshape(len(masks), -1)[:, 0].astype("float64")
     return np.rint((255 - levels) / DECOY_STEP).astype(int)
+
+
+# ----------------------------------------------------------------------------- two-class photos (lesson 08)
+
+PASTED_CLASSES = ("other object", "cat")
+_OBJECT_SOURCES = {"cat": ("cat",), "other object": ("coffee", "astronaut", "rocket", "grace_hopper")}
+_BACKGROUNDS = {"texture": ("grass", "gravel", "brick"), "scene": ("china", "flower", "hubble_deep_field")}
+
+
+@lru_cache(maxsize=None)
+def _bundled_photo(name: str) -> np.ndarray:
+    """A sample image or another scikit-image photo, read once per session (read-only)."""
+    if name in SAMPLE_IMAGES:
+        photo = sample_image(name)
+    else:
+        import skimage.data
+        photo = to_rgb_uint8(getattr(skimage.data, name)())
+    photo.setflags(write=False)
+    return photo
+
+
+def _random_crop(image: np.ndarray, side: int, rng: np.random.Generator, min_share: float = 0.5) -> np.ndarray:
+    """A random square crop covering at least ``min_share`` of the shorter side, resized to ``side``."""
+    height, width = image.shape[:2]
+    crop = int(rng.uniform(min_share, 1.0) * min(height, width))
+    top, left = int(rng.integers(0, height - crop + 1)), int(rng.integers(0, width - crop + 1))
+    return resize(image[top:top + crop, left:left + crop], side)
+
+
+def pasted_objects(per_class: int, size: int | tuple[int, int] = 224, seed: int = 0,
+                   background_bias: float = 0.8, object_share: tuple[float, float] = (0.35, 0.55)):
+    """A two-class stand-in data set made from the bundled photos: cats vs other objects, with boxes.
+
+    Each image is a background (a random crop of a texture, ``grass``, ``gravel``, ``brick``, or of
+    a scene, ``china``, ``flower``, ``hubble_deep_field``) with one object pasted on it at a random
+    place and size (its side a random share ``object_share`` of the image side): a random crop of
+    scikit-image's cat photo (class 1, ``"cat"``) or of another bundled photo (``coffee``,
+    ``astronaut``, ``rocket``, ``grace_hopper``; class 0, ``"other object"``), flipped at random,
+    its brightness jittered. Class names are :data:`PASTED_CLASSES`. Every cat is a crop of the
+    same photo, so this is a stand-in for a real data set, not one.
+
+    ``background_bias``: the probability that a cat lies on a texture and an other object on a
+    scene; 0.5 makes the background independent of the class, 0.0 swaps the usual pairing (a
+    test set where backgrounds are swapped). The same ``seed`` gives the same images.
+
+    Returns ``(images, labels, boxes)``: uint8 ``(2 * per_class, H, W, 3)``, int ``(2 * per_class,)``
+    (alternating 0, 1), and int ``(2 * per_class, 4)`` object boxes ``(top, left, bottom, right)``
+    in pixels, bottom and right exclusive (:func:`box_masks` turns them into masks).
+    """
+    if not isinstance(per_class, (int, np.integer)) or per_class < 1:
+        raise ValueError(f"per_class must be a whole number >= 1; got {per_class!r}.")
+    if not 0.0 <= background_bias <= 1.0:
+        raise ValueError(f"background_bias is a probability in [0, 1]; got {background_bias!r}.")
+    low, high = object_share
+    if not 0 < low <= high <= 1:
+        raise ValueError(f"object_share must be (low, high) with 0 < low <= high <= 1; got {object_share!r}.")
+    height, width = (size, size) if np.isscalar(size) else size
+    rng = np.random.default_rng(seed)
+    photos = {name: _bundled_photo(name) for names in _OBJECT_SOURCES.values() for name in names}
+    backgrounds = {pool: [_bundled_photo(name) for name in names] for pool, names in _BACKGROUNDS.items()}
+    images, labels, boxes = [], [], []
+    for index in range(2 * per_class):
+        label = index % 2
+        usual = "texture" if label == 1 else "scene"
+        pool = usual if rng.uniform() < background_bias else ({"texture", "scene"} - {usual}).pop()
+        canvas = resize(_random_crop(backgrounds[pool][rng.integers(len(backgrounds[pool]))], max(height, width), rng),
+                        (height, width)).astype("float32")
+        side = int(rng.uniform(low, high) * min(height, width))
+        source = rng.choice(_OBJECT_SOURCES[PASTED_CLASSES[label]])
+        thing = _random_crop(photos[source], side, rng, min_share=0.6).astype("float32")
+        if rng.uniform() < 0.5:
+            thing = thing[:, ::-1]
+        thing = np.clip(thing * rng.uniform(0.8, 1.2), 0, 255)
+        top, left = int(rng.integers(0, height - side + 1)), int(rng.integers(0, width - side + 1))
+        canvas[top:top + side, left:left + side] = thing
+        images.append(canvas.round().astype(np.uint8))
+        labels.append(label)
+        boxes.append((top, left, top + side, left + side))
+    return np.stack(images), np.array(labels, dtype=int), np.array(boxes, dtype=int)
+
+
+def box_masks(boxes, size: int | tuple[int, int]) -> np.ndarray:
+    """Boolean masks ``(N, H, W)``, True inside each box ``(top, left, bottom, right)`` of ``boxes`` ``(N, 4)``."""
+    boxes = np.asarray(boxes)
+    if boxes.ndim != 2 or boxes.shape[1] != 4:
+        raise ValueError(f"boxes must have shape (N, 4) as (top, left, bottom, right); got {boxes.shape}.")
+    height, width = (size, size) if np.isscalar(size) else size
+    rows, cols = np.arange(height)[None, :, None], np.arange(width)[None, None, :]
+    return ((rows >= boxes[:, 0, None, None]) & (rows < boxes[:, 2, None, None])
+            & (cols >= boxes[:, 1, None, None]) & (cols < boxes[:, 3, None, None]))
+
+
+HORSE2ZEBRA_CLASSES = ("horse", "zebra")
+
+
+def horse2zebra(per_class: int, size: int | tuple[int, int] = 224, test_per_class: int | None = None, seed: int = 0):
+    """Horse and zebra photos from TensorFlow Datasets' ``cycle_gan/horse2zebra`` (online; Colab ships tfds).
+
+    The data set has 1,067 horse and 1,334 zebra training photos and 120 / 140 test photos, each
+    uint8 ``(256, 256, 3)``, without object boxes. The first ``per_class`` training photos of each
+    class (fewer if the data set has fewer) and the first ``test_per_class`` test photos (all when
+    None) are resized to ``size`` and shuffled with ``seed``. Returns
+    ``(x_train, y_train), (x_test, y_test)``: uint8 ``(N, H, W, 3)`` and int labels, 0 = horse,
+    1 = zebra (:data:`HORSE2ZEBRA_CLASSES`). The first call downloads about 110 MB. Raises
+    :class:`DatasetUnavailable` when tensorflow_datasets is not installed or the download fails.
+    """
+    if not isinstance(per_class, (int, np.integer)) or per_class < 1:
+        raise ValueError(f"per_class must be a whole number >= 1; got {per_class!r}.")
+    try:
+        import tensorflow_datasets as tfds
+    except ImportError:
+        raise DatasetUnavailable("tensorflow_datasets is not installed (Colab has it; elsewhere "
+                                 "`pip install tensorflow-datasets`).") from None
+    counts = {"trainA": per_class, "trainB": per_class, "testA": test_per_class, "testB": test_per_class}
+    splits = [f"{name}[:{count}]" if count else name for name, count in counts.items()]
+    try:
+        loaded = tfds.load("cycle_gan/horse2zebra", split=splits, as_supervised=True)
+        # resized one by one as they stream in: the full-size photos never sit in memory together
+        arrays = [np.stack([resize(np.asarray(image), size) for image, _ in tfds.as_numpy(split)]) for split in loaded]
+    except Exception as error:  # tfds raises many kinds of errors for a failed download
+        raise DatasetUnavailable(f"cycle_gan/horse2zebra could not be loaded ({str(error)[:160]}).") from None
+    rng = np.random.default_rng(seed)
+
+    def mixed(horses, zebras):
+        images = np.concatenate([horses, zebras])
+        labels = np.concatenate([np.zeros(len(horses), dtype=int), np.ones(len(zebras), dtype=int)])
+        order = rng.permutation(len(labels))
+        return images[order], labels[order]
+
+    return mixed(arrays[0], arrays[1]), mixed(arrays[2], arrays[3])
