@@ -8,7 +8,7 @@ PY := $(BIN)/python
 export PATH := $(abspath $(BIN)):$(PATH)
 INSTALLED := $(VENV)/.installed
 
-.PHONY: install lessons test lab exercises sync bench clean
+.PHONY: install lessons test colab-check lab exercises sync bench clean
 
 install: $(INSTALLED)
 
@@ -28,6 +28,12 @@ test: $(INSTALLED)
 	$(BIN)/ruff check .
 	$(PY) -m pytest tests -n 2 --durations=10
 	$(PY) -m pytest --nbval-lax notebooks solutions exercises
+
+# Every notebook on Colab's own stack (colab/requirements.txt: Python 3.13, its TensorFlow, Keras,
+# numpy, ...), with coursekit installed as the setup cell does; see coursekit/tools/colab_check.py.
+colab-check: export COURSEKIT_PROFILE ?= smoke
+colab-check: $(INSTALLED)
+	$(PY) -m coursekit.tools.colab_check
 
 lab: $(INSTALLED)
 	$(BIN)/jupyter lab

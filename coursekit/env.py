@@ -49,6 +49,10 @@ class Profile:
     class_patterns: int = 4       # lesson 02: classes whose class-model images are shown
     dream_octaves: int = 3        # lesson 02: DeepDream scales
     dream_steps: int = 20         # lesson 02: DeepDream ascent steps per scale
+    finetune_dataset: str = "horse2zebra"  # lesson 08: "horse2zebra" (online; falls back) | "pasted"
+    finetune_per_class: int = 400  # lesson 08: training photos per class
+    finetune_epochs: int = 8       # lesson 08: most epochs per training stage (early stopping)
+    finetune_top_layers: int = 12  # lesson 08: backbone layers opened in the second stage
     ig_steps: int = 50            # lessons 03, 07: points on Integrated Gradients' path
     memorise_digits: int = 384    # lesson 07: digits a CNN memorises with permuted labels
     memorise_epochs: int = 60     # lesson 07: upper bound on the epochs it may take
@@ -72,12 +76,14 @@ PROFILES: dict[str, Profile] = {
                      smoothgrad_samples=12, tsne_points=1000, top_k=9, n_units=4,
                      curve_steps=15, scorecam_max_n=64, explain_images=5, units_dataset="mnist",
                      cascade_steps=4, fourier_steps=32, class_patterns=2, dream_octaves=3, dream_steps=10,
+                     finetune_per_class=60, finetune_epochs=4, finetune_top_layers=4,
                      ig_steps=32, memorise_digits=512, memorise_epochs=80),
     "smoke": Profile("smoke", imagenet_model="mobilenet_v2", mnist_sample=True, epochs=2,
                      batch_size=64, n_filters=4, ascent_steps=8, pattern_size=128,
                      smoothgrad_samples=6, tsne_points=300, top_k=6, n_units=3,
                      curve_steps=8, scorecam_max_n=16, explain_images=3, units_dataset="mnist",
                      cascade_steps=3, fourier_steps=24, class_patterns=2, dream_octaves=3, dream_steps=8,
+                     finetune_dataset="pasted", finetune_per_class=10, finetune_epochs=2, finetune_top_layers=2,
                      ig_steps=32, memorise_digits=384, memorise_epochs=60),
 }
 

@@ -121,22 +121,43 @@ _CONVOLUTIONS = (keras.layers.Conv2D, keras.layers.SeparableConv2D, keras.layers
 def receptive_field(model: keras.Model, layer: str) -> ReceptiveField:
     """Receptive field of one unit of ``layer``, from kernel sizes, strides, dilations and padding.
 
+    ``layer`` is a name, or a path ``"backbone/layer"`` into a nested model (a pretrained backbone
+    inside a transfer-learning model): nested functional and Sequential models are followed into.
     Follows the whole graph: where branches merge (``Add``, ``Concatenate``) the larger field is
     kept. ``same`` padding is taken as TensorFlow pads: ``(k_eff - 1) // 2`` on the top/left at
     stride 1, and for stride ``s`` what an input side divisible by ``s`` needs.
     """
-    require_spatial(model, layer, purpose="a receptive field")
+    target = require_spatial(model, layer, purpose="a receptive field")
+    found = _fields(model, ReceptiveField(1, 1, 0), target)[1]
+    if found is None:
+        raise AssertionError(f"layer {layer!r} was not reached")  # require_spatial found it
+    return found
+
+
+def _fields(model: keras.Model, entry: ReceptiveField, target) -> tuple[ReceptiveField, ReceptiveField | None]:
+    """``(field of model's output, field of target or None)`` when ``model``'s input has field ``entry``."""
     fields: dict[str, ReceptiveField] = {}
+    previous = entry
     for current in model.layers:
-        inbound = [fields[name] for name in _inbound_layer_names(current) if name in fields]
-        if not inbound:
-            fields[current.name] = ReceptiveField(1, 1, 0)
+        if isinstance(model, keras.Sequential):  # a chain: each layer reads the one before
+            inbound = [previous]
         else:
-            widest = max(inbound, key=lambda field: field.size)
+            inbound = [fields[name] for name in _inbound_layer_names(current) if name in fields] or [entry]
+        widest = max(inbound, key=lambda field: field.size)
+        if isinstance(current, keras.Model):
+            output, inside = _fields(current, widest, target)
+            if inside is not None:
+                return output, inside
+            fields[current.name] = output
+        else:
             fields[current.name] = _through(current, widest)
-        if current.name == layer:
-            return fields[layer]
-    raise AssertionError(f"layer {layer!r} was not reached")  # require_spatial found it
+        if current is target:
+            return fields[current.name], fields[current.name]
+        previous = fields[current.name]
+    if isinstance(model, keras.Sequential):
+        return previous, None
+    ends = [fields[t._keras_history[0].name] for t in model.outputs if t._keras_history[0].name in fields]
+    return (max(ends, key=lambda field: field.size) if ends else previous), None
 
 
 def _inbound_layer_names(layer) -> list[str]:

@@ -7,6 +7,7 @@ import importlib
 import sys
 import warnings
 from functools import lru_cache
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -208,6 +209,24 @@ last_spatial_layer = _inputs.last_spatial_layer
 output_rank = _inputs.output_rank
 
 
+def check_channel(model: keras.Model, layer: str, channel) -> int:
+    """``channel`` as an int, checked to be one of ``layer``'s channels (units): ``0 <= channel < C``.
+
+    ``C`` is the last axis of the layer's output (channels of a feature map, units of a dense
+    layer). A wrong layer name lists the closest names; a channel out of range gives the range.
+    """
+    found = get_layer(model, layer)
+    count = int(found.output.shape[-1])
+    kind = "units" if output_rank(found) == 2 else "channels"  # a dense layer's outputs are units
+    if isinstance(channel, bool) or not isinstance(channel, (int, np.integer)):
+        raise ValueError(f"channel must be a whole number between 0 and {count - 1} (layer {layer!r} has "
+                         f"{count} {kind}); got {channel!r}.")
+    if not 0 <= channel < count:
+        raise ValueError(f"Layer {layer!r} has {count} {kind}, numbered 0 to {count - 1}; got {channel}. "
+                         "Pick one in that range.")
+    return int(channel)
+
+
 def layer_names(model: keras.Model) -> list[str]:
     """Every layer's path, depth first, with the layers inside nested sub-models (``"outer/inner"``)."""
     return list(_inputs.layer_paths(model))
@@ -337,3 +356,246 @@ def accuracy(model: keras.Model, images, labels, batch_size: int = 256) -> float
     return float(np.mean(preds.argmax(axis=1) == np.asarray(labels)))
 
 
+
+
+# ----------------------------------------------------------------------------- transfer learning
+# A pretrained backbone inside a model of one's own: the model a student usually explains.
+
+@dataclasses.dataclass(frozen=True)
+class LayerStatus:
+    """One layer of a (possibly nested) model, as :func:`trainable_layers` reports it."""
+
+    path: str
+    """Where the layer sits: ``"name"`` at the top, ``"backbone/name"`` inside a sub-model."""
+    kind: str
+    """The layer's class name (``"Conv2D"``, ``"BatchNormalization"``, ...)."""
+    trainable: bool
+    """Whether training changes its weights (False when it or a model around it is frozen)."""
+    params: int
+    """Number of numbers in its weights (trainable or not)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainingRun:
+    """What :func:`train_with_callbacks` did."""
+
+    history: dict[str, list[float]]
+    """Per epoch: ``loss``, ``accuracy``, ``val_loss``, ``val_accuracy``."""
+    epochs_run: int
+    """Epochs trained before early stopping (or ``epochs``)."""
+    best_epoch: int
+    """1-based epoch with the lowest validation loss: the weights the model ends with."""
+    best_val_loss: float
+    """Validation loss at ``best_epoch``."""
+    checkpoint: Path | None
+    """The ``.keras`` file holding the best model, or None when no checkpoint was asked for."""
+
+
+def transfer_model(backbone, n_classes: int, *, trainable: bool = False, dropout: float = 0.2,
+                   sequential: bool = False, input_size: tuple[int, int] | None = None,
+                   name: str | None = None) -> keras.Model:
+    """The usual transfer-learning model: a pretrained backbone, then a new head for ``n_classes``.
+
+    ``backbone``: a name for :func:`pretrained` (``"mobilenet_v2"``, ...; loaded without its
+    ImageNet classifier), a :class:`Pretrained`, or a Keras model whose output is 4-D
+    ``(N, h, w, C)`` feature maps. It is *copied* (same weights): training the new model never
+    changes the cached pretrained model. The head is ``GlobalAveragePooling2D`` -> ``Dropout``
+    -> ``Dense(n_classes, softmax)``.
+
+    ``trainable=False`` freezes the whole backbone (only the head learns; its batch
+    normalisation layers then run in inference mode); :func:`unfreeze_top` opens its top layers
+    later. ``sequential=False`` builds a functional model ``Input -> backbone -> head``;
+    ``sequential=True`` builds ``keras.Sequential([backbone, ...])``. Either way the backbone is
+    one layer of the new model, a nested sub-model whose layers are named ``"<backbone>/<layer>"``.
+
+    The model takes the backbone's *preprocessed* input ``(N, H, W, 3)`` (``Pretrained.preprocess``)
+    and outputs ``(N, n_classes)`` probabilities. ``input_size`` ``(H, W)`` is needed only when
+    the backbone does not fix it.
+    """
+    source = pretrained(backbone, include_top=False) if isinstance(backbone, str) else backbone
+    if isinstance(source, Pretrained):
+        input_size = input_size or source.input_size
+        source = source.model
+    if not isinstance(source, keras.Model):
+        raise TypeError(f"backbone must be a model name such as 'mobilenet_v2', a Pretrained or a Keras "
+                        f"model; got {type(backbone).__name__}.")
+    if len(source.inputs) != 1 or len(source.outputs) != 1 or len(source.outputs[0].shape) != 4:
+        raise ValueError(f"The backbone {source.name!r} must take one image batch and output 4-D feature maps "
+                         f"(N, h, w, C); it outputs {[tuple(o.shape) for o in source.outputs]}. Load it "
+                         "without its classifier (include_top=False).")
+    if not isinstance(n_classes, (int, np.integer)) or isinstance(n_classes, bool) or n_classes < 2:
+        raise ValueError(f"n_classes must be a whole number >= 2 (the classes of your data set); got {n_classes!r}.")
+    if not 0 <= dropout < 1:
+        raise ValueError(f"dropout must lie in [0, 1); got {dropout!r}.")
+    shape = tuple(source.inputs[0].shape[1:])
+    if input_size is not None:
+        shape = (*input_size, shape[-1])
+    if None in shape:
+        raise ValueError(f"The backbone {source.name!r} takes images of any size {shape}: pass "
+                         "input_size=(height, width).")
+    copy = keras.models.clone_model(source)
+    copy.set_weights(source.get_weights())
+    copy.trainable = bool(trainable)
+    head = [keras.layers.GlobalAveragePooling2D(name="pool"), keras.layers.Dropout(dropout, name="dropout"),
+            keras.layers.Dense(int(n_classes), activation="softmax", name="predictions")]
+    name = name or f"{copy.name}_transfer"
+    if sequential:
+        model = keras.Sequential([keras.Input(shape, name="images"), copy, *head], name=name)
+    else:
+        inputs = keras.Input(shape, name="images")
+        x = copy(inputs)
+        for layer in head:
+            x = layer(x)
+        model = keras.Model(inputs, x, name=name)
+    return model
+
+
+def _leaves(model: keras.Model, prefix: str = ""):
+    """``(path, layer, trainable)`` for every layer that is not a model, walking nested models."""
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.InputLayer):
+            continue
+        path = f"{prefix}{layer.name}"
+        if isinstance(layer, keras.Model):
+            yield from ((p, inner, t and layer.trainable) for p, inner, t in _leaves(layer, f"{path}/"))
+        else:
+            yield path, layer, layer.trainable
+
+
+def trainable_layers(model: keras.Model, only_weighted: bool = True) -> list[LayerStatus]:
+    """Every layer of ``model``, nested sub-models walked through, with whether training changes it.
+
+    ``only_weighted`` leaves out layers without weights (activations, pooling, ...). A layer
+    counts as trainable only when it and every model around it are (``backbone.trainable =
+    False`` freezes all of the backbone whatever its layers say).
+    """
+    rows = []
+    for path, layer, trainable in _leaves(model):
+        params = int(sum(np.prod(w.shape) for w in layer.weights))
+        if params or not only_weighted:
+            rows.append(LayerStatus(path, type(layer).__name__, bool(trainable and layer.weights), params))
+    return rows
+
+
+def describe_trainable(model: keras.Model) -> str:
+    """A short text: how many layers and parameters train, and which layers, for printing."""
+    rows = trainable_layers(model)
+    training = [row for row in rows if row.trainable]
+    total, learnt = sum(r.params for r in rows), sum(r.params for r in training)
+    names = ", ".join(row.path for row in training[:6]) + (", ..." if len(training) > 6 else "")
+    return (f"{model.name}: {len(training)} of {len(rows)} weighted layers train, {learnt:,} of {total:,} "
+            f"parameters ({learnt / max(total, 1):.1%}): {names or 'none'}")
+
+
+def unfreeze_top(model: keras.Model, n_layers: int, backbone: str | None = None) -> list[str]:
+    """Let the top ``n_layers`` weighted layers of the nested backbone train; freeze the rest of it.
+
+    ``backbone`` names the nested sub-model (default: the only one). Batch normalisation layers
+    stay frozen and in inference mode (training them on a small data set ruins their statistics)
+    and do not count towards ``n_layers``. Returns the paths of the layers that now train.
+    Compile the model again afterwards (:func:`train_with_callbacks` does).
+    """
+    inner = _nested_backbone(model, backbone)
+    weighted = [layer for layer in inner.layers if layer.weights
+                and not isinstance(layer, keras.layers.BatchNormalization)]
+    if not isinstance(n_layers, (int, np.integer)) or not 0 <= n_layers <= len(weighted):
+        raise ValueError(f"n_layers must be a whole number from 0 to {len(weighted)} (the backbone "
+                         f"{inner.name!r}'s weighted layers, batch normalisation left out); got {n_layers!r}.")
+    opened = weighted[len(weighted) - n_layers:] if n_layers else []
+    inner.trainable = True
+    for layer in inner.layers:
+        layer.trainable = any(layer is chosen for chosen in opened)
+    return [f"{inner.name}/{layer.name}" for layer in opened]
+
+
+def _nested_backbone(model: keras.Model, name: str | None) -> keras.Model:
+    nested = [layer for layer in model.layers if isinstance(layer, keras.Model)]
+    if name is not None:
+        found = [layer for layer in nested if layer.name == name]
+        if not found:
+            raise ValueError(f"Model {model.name!r} has no nested model {name!r}; its nested models: "
+                             f"{[layer.name for layer in nested]}.")
+        return found[0]
+    if len(nested) != 1:
+        raise ValueError(f"Model {model.name!r} has {len(nested)} nested models "
+                         f"{[layer.name for layer in nested]}: name the backbone (backbone='...').")
+    return nested[0]
+
+
+def train_with_callbacks(model: keras.Model, images, labels, validation: tuple, *, epochs: int,
+                         batch_size: int = 32, patience: int = 2, learning_rate: float = 1e-3,
+                         checkpoint: str | Path | None = None, verbose: int = 0,
+                         callbacks: list | None = None) -> TrainingRun:
+    """Compile (Adam, sparse cross-entropy, accuracy) and fit with the two callbacks one always wants.
+
+    ``images`` ``(N, H, W, C)`` preprocessed, ``labels`` int ``(N,)``; ``validation`` is
+    ``(images, labels)`` held out from training. ``EarlyStopping`` stops once the validation loss
+    has not improved for ``patience`` epochs and puts back the weights of the best epoch;
+    ``ModelCheckpoint`` (when ``checkpoint`` is a path ending in ``.keras``) saves the whole model
+    each time the validation loss improves, so the best model survives a crash or a closed tab.
+    An existing file at ``checkpoint`` is replaced (it is this training's own file). ``callbacks``
+    adds your own. Returns a :class:`TrainingRun`.
+    """
+    x, y = np.asarray(images, dtype="float32"), np.asarray(labels)
+    if len(validation) != 2:
+        raise ValueError("validation must be a pair (images, labels) of held-out data.")
+    x_val, y_val = np.asarray(validation[0], dtype="float32"), np.asarray(validation[1])
+    if len(x) != len(y) or len(x_val) != len(y_val):
+        raise ValueError(f"images and labels must have one label per image; got {len(x)} images and {len(y)} "
+                         f"labels, {len(x_val)} and {len(y_val)} for validation.")
+    if not isinstance(epochs, (int, np.integer)) or epochs < 1:
+        raise ValueError(f"epochs must be a whole number >= 1; got {epochs!r}.")
+    chosen = [keras.callbacks.EarlyStopping(monitor="val_loss", patience=patience, restore_best_weights=True)]
+    path = None
+    if checkpoint is not None:
+        path = Path(checkpoint)
+        if path.suffix != ".keras":
+            raise ValueError(f"checkpoint must be a file name ending in .keras (Keras' own format); got {str(path)!r}.")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        chosen.append(keras.callbacks.ModelCheckpoint(str(path), monitor="val_loss", save_best_only=True))
+    # XLA compilation costs more time than it saves on a few small batches
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss="sparse_categorical_crossentropy",
+                  metrics=["accuracy"], jit_compile=False)
+    fitted = model.fit(x, y, validation_data=(x_val, y_val), epochs=int(epochs), batch_size=batch_size,
+                       callbacks=chosen + list(callbacks or []), verbose=verbose)
+    history = {key: [float(v) for v in values] for key, values in fitted.history.items()}
+    best = int(np.argmin(history["val_loss"]))
+    return TrainingRun(history, len(history["val_loss"]), best + 1, history["val_loss"][best], path)
+
+
+def save_model(model: keras.Model, path: str | Path, overwrite: bool = False) -> Path:
+    """Save the whole model (architecture, weights, optimizer state) in Keras' native ``.keras`` file.
+
+    Refuses to replace an existing file unless ``overwrite=True``. Returns the path.
+    """
+    path = Path(path)
+    if path.suffix != ".keras":
+        raise ValueError(f"Save to a file name ending in .keras (Keras' native format); got {str(path)!r}. "
+                         "The old .h5 format and SavedModel folders do not round-trip nested models as well.")
+    if path.exists() and not overwrite:
+        raise FileExistsError(f"{str(path)!r} exists already: pass overwrite=True to replace it, or choose "
+                              "another name (coursekit.env.unique_path gives a free one).")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    model.save(path)
+    return path
+
+
+def load_model(path: str | Path) -> keras.Model:
+    """A model saved by :func:`save_model` (or ``ModelCheckpoint``), ready to predict and explain."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"No saved model at {str(path)!r}. Check the path (relative to {str(Path.cwd())!r}).")
+    if path.suffix != ".keras":
+        raise ValueError(f"load_model reads Keras' native .keras files; got {str(path)!r}.")
+    return keras.models.load_model(path)
+
+
+
+def nested_layers(model: keras.Model) -> list[tuple[str, keras.layers.Layer]]:
+    """``(path, layer)`` for every layer that is not itself a model, nested models walked through.
+
+    A layer of ``model`` is named by its own name, a layer inside a nested model by
+    ``"<nested model>/<layer>"`` (to any depth), in the order the data meets them. Input layers
+    are left out.
+    """
+    return [(path, layer) for path, layer, _ in _leaves(model)]

@@ -20,6 +20,15 @@ def patch_corners(size: int, patch: int, stride: int) -> np.ndarray:
     return np.array(corners)
 
 
+def check_patch(patch, stride, height: int, width: int) -> None:
+    """Raise a ValueError unless ``patch`` (1 to the image side) and ``stride`` (>= 1) are whole pixels."""
+    if isinstance(patch, bool) or not (isinstance(patch, (int, np.integer)) and 1 <= patch <= min(height, width)):
+        raise ValueError(f"patch must be a whole number of pixels between 1 and {min(height, width)} "
+                         f"(the image side); got {patch!r}.")
+    if isinstance(stride, bool) or not (isinstance(stride, (int, np.integer)) and stride >= 1):
+        raise ValueError(f"stride must be a whole number of pixels >= 1; got {stride!r}.")
+
+
 def occlusion_map(model: keras.Model, images, class_index=None, patch: int = 8, stride: int = 4,
                   fill: float = 0.0, batch_size: int = 256) -> np.ndarray:
     """How much a score drops when a ``patch`` x ``patch`` square of each image is hidden.
@@ -42,11 +51,7 @@ def occlusion_map(model: keras.Model, images, class_index=None, patch: int = 8, 
     batch = _inputs.image_batch(model, images)
     _inputs.batches(1, batch_size)  # a bad batch_size is refused before any work
     count, height, width = batch.shape[:3]
-    if not (isinstance(patch, (int, np.integer)) and 1 <= patch <= min(height, width)):
-        raise ValueError(f"patch must be a whole number of pixels between 1 and {min(height, width)} "
-                         f"(the image side); got {patch!r}.")
-    if not (isinstance(stride, (int, np.integer)) and stride >= 1):
-        raise ValueError(f"stride must be a whole number of pixels >= 1; got {stride!r}.")
+    check_patch(patch, stride, height, width)
     score_model = pre_softmax(model)   # logits, or the model's own output when it has no softmax
     base = _predict(score_model, batch, batch_size)
     classes = _inputs.resolve_classes(_inputs.class_codes(class_index, count, base.shape[1]), base)

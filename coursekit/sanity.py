@@ -20,13 +20,18 @@ from typing import Iterator
 import keras
 import numpy as np
 
-from ._inputs import image_batch
-from .models import get_layer
+from ._inputs import find_layer, image_batch
+from .models import nested_layers
 
 
 def weighted_layers(model: keras.Model) -> list[str]:
-    """Names of the layers that own weights, from the output back to the input (cascade order)."""
-    return [layer.name for layer in reversed(model.layers) if layer.weights]
+    """Layers that own weights, from the output back to the input (cascade order).
+
+    Nested models (a pretrained backbone inside a transfer-learning model) are walked through:
+    their layers appear as paths ``"backbone/layer"``, in the order the data meets them; a
+    layer of the outer model is its plain name.
+    """
+    return [path for path, layer in reversed(nested_layers(model)) if layer.weights]
 
 
 def cascade_points(model: keras.Model, count: int) -> list[int]:
@@ -38,7 +43,7 @@ def cascade_points(model: keras.Model, count: int) -> list[int]:
     """
     names = weighted_layers(model)
     kernel_points = [n for n, name in enumerate(names, start=1)
-                     if any("kernel" in weight.path.split("/")[-1] for weight in get_layer(model, name).weights)]
+                     if any("kernel" in weight.path.split("/")[-1] for weight in find_layer(model, name).weights)]
     if not isinstance(count, int) or count < 1:
         raise ValueError(f"count must be a whole number >= 1; got {count!r}.")
     if count >= len(kernel_points):
@@ -51,16 +56,17 @@ def randomize_layers(model: keras.Model, n_top_layers: int, seed: int = 0) -> ke
     """A copy of ``model`` whose top ``n_top_layers`` weighted layers are re-initialised.
 
     Layers are counted in :func:`weighted_layers` order (the output layer first; batch
-    normalisation layers count, as they own weights). Re-initialised layers get fresh weights from
-    their own initializers, seeded by ``seed`` so that a rerun draws the same ones; every other
-    layer keeps a copy of the trained weights. ``model`` itself is never changed.
+    normalisation layers count, as they own weights; layers inside nested models count, named by
+    their path). Re-initialised layers get fresh weights from their own initializers, seeded by
+    ``seed`` so that a rerun draws the same ones; every other layer keeps a copy of the trained
+    weights. ``model`` itself, nested backbones included, is never changed: the copy has copies of them.
     ``n_top_layers=0`` gives a plain copy; ``len(weighted_layers(model))`` randomises everything.
     """
     names = weighted_layers(model)
     _check_count(model, n_top_layers, len(names))
     copy = _copy(model)
     for index, name in enumerate(names[:n_top_layers]):
-        get_layer(copy, name).set_weights(_fresh_weights(get_layer(model, name), seed * 1000 + index * 10))
+        find_layer(copy, name).set_weights(_fresh_weights(find_layer(model, name), seed * 1000 + index * 10))
     return copy
 
 
@@ -84,8 +90,8 @@ def cascade(model: keras.Model, points: list[int], seed: int = 0) -> Iterator[tu
     done = 0
     for n in points:
         for index in range(done, n):
-            get_layer(working, names[index]).set_weights(
-                _fresh_weights(get_layer(model, names[index]), seed * 1000 + index * 10))
+            find_layer(working, names[index]).set_weights(
+                _fresh_weights(find_layer(model, names[index]), seed * 1000 + index * 10))
         done = n
         yield n, working
 

@@ -130,7 +130,7 @@ def test_batch_grades_every_submission_and_exits_zero(batch):
     assert set(batch["rows"]) == set(SUBMISSIONS)
     assert "Graded 6 submission(s)" in batch["stdout"]
     header = next(csv.reader(open(batch["out"])))
-    assert header == ["file", "01.1", "01.2", "01.3", "01.4", "total", "status", "reason", "seconds"]
+    assert header == ["file", "01.1", "01.2", "01.3", "01.4", "total", "status", "reason", "seconds", "sandbox"]
 
 
 def test_submissions_are_byte_for_byte_unchanged(batch):
@@ -260,7 +260,7 @@ def test_csv_is_replaced_atomically_and_leaves_no_temporary_files(tmp_path):
     grade.write_csv(rows, out)
     assert [p.name for p in tmp_path.iterdir()] == ["grades.csv"]
     table = list(csv.reader(open(out)))
-    assert table[0] == ["file", "01.1", "01.2", "total", "status", "reason", "seconds"]
+    assert table[0] == ["file", "01.1", "01.2", "total", "status", "reason", "seconds", "sandbox"]
     assert table[1][:4] == ["a.ipynb", "3", "0", "3"] and table[2][1:5] == ["", "", "0", "invalid"]
 
 

@@ -7,6 +7,9 @@ A task is registered by a lesson's checks module (``lessonNN.py``) with :func:`t
         ...                               # raise Hint("...") when something is not right yet
 
 The decorated function receives the student's object and returns nothing when the answer is right.
+A task that asks the student to write something coursekit provides names it in ``from_scratch``
+(``from_scratch=("metrics.rank_correlation",)``, relative to the package): an answer that calls
+it while being checked, however it was imported, earns 0 with that reason (:class:`CallWatch`).
 It raises :class:`Hint` with a message that says what to look at (a shape, a range, a behaviour),
 never the solution. Calls of student code go through :func:`call`, which turns any exception the
 student's code raises into a Hint; any other exception is a bug in the check itself.
@@ -18,7 +21,12 @@ imports only (``from .. import features``), so that the grader can run a private
 from __future__ import annotations
 
 import hashlib
+import importlib
+import inspect
 import re
+import sys
+import threading
+from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -40,6 +48,11 @@ class Hint(Exception):
     """A check found something not right yet; the message tells the student what to look at."""
 
 
+class CheckBug(Exception):
+    """The check itself did something the grading protocol cannot do (pass an object that cannot
+    reach the student's kernel, say): a bug to report, never the student's fault."""
+
+
 @dataclass(frozen=True)
 class Task:
     id: str                            # "NN.k": lesson NN, task k
@@ -47,6 +60,7 @@ class Task:
     answer: str                        # the name the notebook gives the student's object
     title: str
     run: Callable[[Any], None]         # raises Hint when the answer is not right yet
+    from_scratch: tuple[str, ...] = ()  # coursekit functions ("metrics.rank_correlation") not to call
 
     @property
     def lesson(self) -> str:
@@ -79,7 +93,7 @@ class _Missing:
 MISSING = _Missing()  # stands for an answer the notebook never defined
 
 
-def task(task_id: str, *, points: int, answer: str, title: str):
+def task(task_id: str, *, points: int, answer: str, title: str, from_scratch: tuple[str, ...] = ()):
     """Register the decorated function as the check of ``task_id`` (see the module docstring)."""
     if not TASK_ID.match(task_id):
         raise ValueError(f"Task ids look like '01.2' (lesson 01, task 2); got {task_id!r}.")
@@ -91,7 +105,7 @@ def task(task_id: str, *, points: int, answer: str, title: str):
     def register(function: Callable[[Any], None]) -> Callable[[Any], None]:
         if task_id in TASKS:
             raise ValueError(f"Task {task_id} is registered twice.")
-        TASKS[task_id] = Task(task_id, int(points), answer, title, function)
+        TASKS[task_id] = Task(task_id, int(points), answer, title, function, tuple(from_scratch))
         return function
 
     return register
@@ -103,6 +117,7 @@ def evaluate(task_: Task, value: Any) -> Outcome:
         return Outcome(task_.id, False, 0, task_.points,
                        f"the notebook defines no `{task_.answer}`. Run the task's cell, and keep "
                        f"the name `{task_.answer}` that the task gives.")
+    _current.from_scratch = task_.from_scratch
     try:
         task_.run(value)
     except Hint as hint:
@@ -111,24 +126,93 @@ def evaluate(task_: Task, value: Any) -> Outcome:
         return Outcome(task_.id, False, 0, task_.points,
                        f"the check itself failed ({type(error).__name__}: {error}). "
                        "This is not your fault: tell your instructor.", check_error=True)
+    finally:
+        _current.from_scratch = ()
     return Outcome(task_.id, True, task_.points, task_.points, "well done.")
+
+
+# ----------------------------------------------------------------------------- from-scratch tasks
+
+_current = threading.local()   # the from_scratch names of the task being checked in this thread
+
+
+def forbidden_now() -> tuple[str, ...]:
+    """The coursekit functions the answer being checked (in this thread) must not call."""
+    return getattr(_current, "from_scratch", ())
+
+
+class CallWatch:
+    """``with CallWatch(names) as watch:`` records in ``watch.used`` which of coursekit's functions
+    ``names`` (relative dotted names) were called in the block, in this thread, however imported.
+
+    It compares code objects, so a renamed import is caught and a copy of the source is not.
+    """
+
+    def __init__(self, names):
+        package = __name__.rsplit(".", 2)[0]
+        self.codes, self.used = {}, []
+        for name in names:
+            module, _, attribute = name.rpartition(".")
+            function = inspect.unwrap(getattr(importlib.import_module(f"{package}.{module}"), attribute))
+            self.codes[function.__code__] = f"{package}.{name}"
+
+    def _profile(self, frame, event, arg):
+        if event == "call" and frame.f_code in self.codes:
+            name = self.codes[frame.f_code]
+            if name not in self.used:
+                self.used.append(name)
+
+    def __enter__(self):
+        self.previous = sys.getprofile()
+        sys.setprofile(self._profile)
+        return self
+
+    def __exit__(self, *exc):
+        sys.setprofile(self.previous)
+        return False
+
+
+class UsedForbidden(Exception):
+    """Raised by a stand-in whose function, in another process, called a forbidden function."""
+
+    def __init__(self, used):
+        super().__init__(", ".join(used))
+        self.used = list(used)
+
+
+def from_scratch_hint(what: str, used) -> Hint:
+    names = ", ".join(f"`{name}`" for name in used)
+    return Hint(f"{what} calls coursekit's own {names}. This task asks you to write it yourself, so "
+                "it earns 0 points this way: replace that call with your own code.")
 
 
 # ----------------------------------------------------------------------------- helpers for checks
 
 def call(function: Callable, *args, what: str = "your function", **kwargs):
-    """Call student code; any exception it raises becomes a :class:`Hint` that names it."""
+    """Call student code; any exception it raises becomes a :class:`Hint` that names it.
+
+    While a from-scratch task is checked, a call of a function it forbids is a Hint too (a
+    stand-in for a function in another process does that watch there: ``remote_call``).
+    """
+    forbidden = forbidden_now()
+    watched = forbidden and not getattr(function, "remote_call", False)
     try:
-        return function(*args, **kwargs)
+        with CallWatch(forbidden) if watched else nullcontext() as watch:
+            result = function(*args, **kwargs)
+    except UsedForbidden as forbidden:
+        raise from_scratch_hint(what, forbidden.used) from None
     except NotImplementedError:
         raise Hint(f"{what} still raises NotImplementedError: replace `# YOUR CODE HERE` and "
                    "`raise NotImplementedError()` with your code, run that cell, then this one.") from None
-    except Hint:
+    except (Hint, CheckBug):
         raise
     except Exception as error:
         message = str(error).strip().splitlines()[0][:300] if str(error).strip() else ""
         raise Hint(f"{what} raised {type(error).__name__}" + (f": {message}" if message else "")
                    + ". Try it on a small example to see where.") from None
+    if watched and watch.used:
+        raise from_scratch_hint(what, watch.used)
+    return result
 
 
 def require_callable(value: Any, name: str) -> None:

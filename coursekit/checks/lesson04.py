@@ -184,7 +184,8 @@ def _shape(layer) -> tuple:
     return tuple(layer.output.shape)
 
 
-@task("04.3", points=3, answer="gradcam_layer", title="Which layer for Grad-CAM?")
+@task("04.3", points=3, answer="gradcam_layer", title="Which layer for Grad-CAM?",
+      from_scratch=("models.last_spatial_layer",))
 def _(gradcam_layer):
     import keras
 

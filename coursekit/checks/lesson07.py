@@ -65,7 +65,8 @@ def _correlated_maps(rng: np.random.Generator, height: int, width: int):
     return a * rng.uniform(0.5, 5), b
 
 
-@task("07.1", points=2, answer="spearman", title="Rank correlation of two maps")
+@task("07.1", points=2, answer="spearman", title="Rank correlation of two maps",
+      from_scratch=("metrics.rank_correlation",))
 def _(spearman):
     from scipy.stats import spearmanr
 
@@ -246,7 +247,8 @@ def _(deletion_scores):
 
 # ----------------------------------------------------------------------------- 07.3
 
-@task("07.3", points=2, answer="area_under_curve", title="Area under a curve")
+@task("07.3", points=2, answer="area_under_curve", title="Area under a curve",
+      from_scratch=("metrics.area_under",))
 def _(area_under_curve):
     from .. import metrics
     require_callable(area_under_curve, "area_under_curve")

@@ -1,35 +1,46 @@
-"""Grade exercise notebooks: run each submission in isolation, re-check every task, write a table.
+"""Grade exercise notebooks: run each submission in a sandbox of its own, check every task outside it.
 
-    python -m coursekit.tools.grade SUBMISSION.ipynb... --out grades.csv [--jobs N] [--timeout SECONDS]
+    python -m coursekit.tools.grade SUBMISSION.ipynb... --out grades.csv --lesson NN [--jobs N] [--timeout SECONDS]
 
-Each submission is read once (never written), and a copy runs in a fresh kernel in a temporary
-folder of its own, with a time limit for the whole notebook. Cells that raise do not stop it.
-Afterwards the grader loads its own copy of the checks into that kernel (read from this
-installation before any submission ran, under a private module name) and checks every task of
-the lesson against the objects the notebook defined: what a notebook prints, a redefined
-``check`` or a patched ``coursekit.checks`` earn nothing. A submission that runs out of time is
-interrupted and the tasks it finished are still checked; one whose kernel dies is re-run up to
-the cell that killed it. Output beyond a limit is dropped, in the kernel and in the grader.
+Every submission is read into memory and hashed before the first kernel starts (the files are
+never written). Each then runs in a fresh kernel, in a temporary folder of its own, inside a
+bubblewrap sandbox (:mod:`coursekit.tools.sandbox`: read-only system and installation, private
+HOME and temporary folder, no network, its own process namespace, an allow-listed environment,
+--memory-mb and --cpu-seconds per process), with a time limit for the whole notebook. Cells that
+raise do not stop it. Afterwards every task is checked in the grader's own process: the cases
+and the reference are made here, the student's answer is called in the kernel on the cases,
+and only plain data comes back (:mod:`coursekit.tools.remote`). What a notebook prints,
+patches or redefines earns nothing. A submission that runs out of time is interrupted and the
+tasks it finished are still checked; one whose kernel dies is re-run up to the cell that killed it.
 
-The CSV (written atomically, after every submission) has one row per submission: file, the points
-of each task, total, status (ok, errors, timeout, kernel-died, invalid, grader-error), reason
-and seconds. A run ends within --timeout plus --check-timeout plus a few seconds.
-Executed copies of the submissions, ending in a grade cell, go to ``<out>-executed/``.
-The exit status is 0 whatever the submissions do; 1 only when the grader itself failed.
+The lesson comes from the instructor: with --lesson NN every submission is graded as lesson NN,
+and one whose notebook belongs to another lesson gets 0 (``lesson mismatch``). Without it the
+lesson is read from each notebook (its metadata, check calls or file name).
 
-This is not a security sandbox: a submission runs with your permissions. Grade notebooks you do
-not trust inside a container or a throw-away account.
+The CSV (written atomically, after every submission, only by the grader and where no kernel can
+see it) has one row per submission: file, the points of each task, total, status (ok, errors,
+timeout, kernel-died, invalid, interrupted, grader-error), reason, seconds and sandbox. A
+submission takes at most --timeout plus --check-timeout plus :data:`GRACE_SECONDS`. Executed
+copies of the submissions, ending in a grade cell, go to ``<out>-executed/``. Ctrl-C stops the
+batch: rows already graded are kept, the ones in progress are marked interrupted, and the exit
+status is 1. Otherwise the exit status is 0 whatever the submissions do; 1 when the grader failed.
+
+Without bubblewrap (macOS, or where namespaces cannot be made) submissions run with your
+permissions, as the summary and every row say: grade notebooks you do not trust in a container
+or a throw-away account there.
 """
 from __future__ import annotations
 
 import argparse
 import asyncio
 import csv
+import hashlib
 import io
 import json
 import os
 import re
 import shutil
+import signal
 import statistics
 import sys
 import tempfile
@@ -41,12 +52,16 @@ from pathlib import Path
 import nbformat
 
 from .. import checks
-from .submission import SubmissionRun, trusted_sources
+from ..checks.core import CHECK_CALL, LESSON_ID, lesson_of_file_name
+from . import sandbox
+from .submission import Isolation, SubmissionRun, preload
 
 OUTPUT_LIMIT = 5_000_000          # characters of output kept per submission
-MAX_SUBMISSION_BYTES = 100_000_000
+MAX_SUBMISSION_BYTES = 20_000_000
+MAX_CELLS = 2_000
 CHECK_SECONDS = 20                # time for all of a submission's checks, after its cells
-STATUSES = ("ok", "errors", "timeout", "kernel-died", "invalid", "grader-error")
+GRACE_SECONDS = 60                # per submission, beyond both: kernel start and stop, writing the record
+STATUSES = ("ok", "errors", "timeout", "kernel-died", "invalid", "interrupted", "grader-error")
 
 
 @dataclass
@@ -57,6 +72,8 @@ class Settings:
     profile: str = "smoke"
     lesson: str | None = None
     executed_dir: Path | None = None
+    isolation: Isolation = field(default_factory=Isolation)
+    sandbox_note: str = "bwrap"       # the CSV's sandbox column: bwrap, or why there is none
 
 
 @dataclass
@@ -69,58 +86,104 @@ class Grade:
     seconds: float = 0.0
     feedback: dict[str, str] = field(default_factory=dict)
     check_errors: list[str] = field(default_factory=list)  # checks that failed internally
+    sandbox: str = ""
 
     @property
     def total(self) -> int:
         return sum(self.points.values())
 
 
+@dataclass
+class Submission:
+    """A submission as read before any kernel starts."""
+    path: Path
+    name: str                          # the path as text (bytes that are not UTF-8 escaped)
+    data: bytes | None = None
+    sha256: str = ""
+    problem: str | None = None         # why it cannot be graded, found while reading it
+
+
 class InvalidSubmission(Exception):
     """The file cannot be graded as a notebook; the message says why."""
 
 
-def read_submission(path: Path, limit_bytes: int = MAX_SUBMISSION_BYTES):
-    """The notebook at ``path`` with outputs cleared, or :class:`InvalidSubmission`."""
-    if not path.is_file():
-        raise InvalidSubmission("no such file")
-    size = path.stat().st_size
-    if size > limit_bytes:
-        raise InvalidSubmission(f"{size / 1e6:.0f} MB is too large: clear the outputs "
-                                "(Edit > Clear all outputs) and submit again")
-    data = path.read_bytes()
+def printable(path: Path) -> str:
+    """``path`` as text that can be printed and written to a CSV, whatever bytes its name holds."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
+
+
+def load_submission(path: Path, limit_bytes: int = MAX_SUBMISSION_BYTES) -> Submission:
+    """Read and hash one file (at most ``limit_bytes``); problems are kept, never raised."""
+    found = Submission(path, printable(path))
     try:
-        notebook = nbformat.reads(data.decode("utf-8"), as_version=4)
+        if not path.is_file():
+            found.problem = "no such file"
+            return found
+        with open(path, "rb") as handle:
+            data = handle.read(limit_bytes + 1)
+    except OSError as error:
+        found.problem = f"cannot be read ({error.strerror or type(error).__name__})"
+        return found
+    if len(data) > limit_bytes:
+        found.problem = (f"larger than {limit_bytes / 1e6:.0f} MB: clear the outputs (Edit > Clear all outputs) "
+                         "and submit again")
+        return found
+    found.data, found.sha256 = data, hashlib.sha256(data).hexdigest()
+    return found
+
+
+def read_submission(data: bytes, max_cells: int = MAX_CELLS):
+    """The notebook in ``data`` with outputs cleared, or :class:`InvalidSubmission`."""
+    try:
+        text = data.decode("utf-8")
     except UnicodeDecodeError:
         raise InvalidSubmission("not a text file (not UTF-8): is it really an .ipynb notebook?") from None
-    except Exception as error:  # nbformat raises several kinds for broken JSON
+    try:
+        raw = json.loads(text)
+    except (ValueError, RecursionError) as error:
+        raise InvalidSubmission(f"not a valid notebook (invalid JSON: {str(error)[:120]})") from None
+    if not isinstance(raw, dict) or not isinstance(raw.get("cells"), list):
+        raise InvalidSubmission("not a valid notebook (invalid JSON or format): no list of cells")
+    if len(raw["cells"]) > max_cells:
+        raise InvalidSubmission(f"{len(raw['cells'])} cells is more than the grader takes ({max_cells})")
+    try:
+        notebook = nbformat.reads(text, as_version=4)
+    except Exception as error:  # nbformat raises several kinds for a broken notebook
         first = str(error).strip().splitlines()[0][:200] if str(error).strip() else type(error).__name__
         raise InvalidSubmission(f"not a valid notebook (invalid JSON or format): {first}") from None
-    code_cells = [cell for cell in notebook.get("cells", []) if cell.get("cell_type") == "code"]
+    if not isinstance(notebook.get("metadata"), dict):
+        notebook.metadata = nbformat.NotebookNode()
+    code_cells = [cell for cell in notebook.get("cells", []) if isinstance(cell, dict) and cell.get("cell_type") == "code"]
     if not code_cells:
         raise InvalidSubmission("the notebook has no code cells")
     for cell in code_cells:
-        cell.outputs, cell.execution_count = [], None
         if not isinstance(cell.get("source"), str):
             raise InvalidSubmission("a code cell has no source text")
-    return notebook, data
+        cell.outputs, cell.execution_count = [], None
+        if not isinstance(cell.get("metadata"), dict):
+            cell.metadata = nbformat.NotebookNode()
+    return notebook
 
 
-_CHECK_CALL = re.compile(r"""check\(\s*["'](\d\d)\.\d+["']""")
+def declared_lesson(notebook) -> str | None:
+    """The lesson a notebook says it belongs to: its metadata, else its check calls."""
+    coursekit_metadata = notebook.metadata.get("coursekit")
+    declared = str(coursekit_metadata.get("lesson", "")) if isinstance(coursekit_metadata, dict) else ""
+    if LESSON_ID.match(declared):
+        return declared
+    calls = Counter(match.group("lesson") for cell in notebook.cells if cell.get("cell_type") == "code"
+                    and isinstance(cell.get("source"), str) for match in CHECK_CALL.finditer(cell.source))
+    return calls.most_common(1)[0][0] if calls else None
 
 
 def lesson_of(notebook, path: Path, forced: str | None = None) -> str | None:
-    """The lesson a submission belongs to: forced, else its metadata, check calls, or file name."""
+    """The lesson a submission is graded as: forced, else what it declares, else its file name."""
     if forced:
         return forced
-    declared = str(notebook.metadata.get("coursekit", {}).get("lesson", ""))
-    if re.fullmatch(r"\d\d", declared):
+    declared = declared_lesson(notebook)
+    if declared:
         return declared
-    calls = Counter(match for cell in notebook.cells if cell.cell_type == "code"
-                    for match in _CHECK_CALL.findall(cell.source))
-    if calls:
-        return calls.most_common(1)[0][0]
-    named = re.match(r"(\d\d)_", path.name)
-    return named.group(1) if named else None
+    return lesson_of_file_name(path.name)
 
 
 def _grade_cell(grade: Grade, tasks: list) -> nbformat.NotebookNode:
@@ -134,8 +197,7 @@ def _grade_cell(grade: Grade, tasks: list) -> nbformat.NotebookNode:
     return nbformat.v4.new_markdown_cell("\n".join(lines))
 
 
-async def _run_and_check(notebook, workdir: Path, tasks: list, settings: Settings, sources: dict,
-                         packages: list, deadline: float):
+async def _run_and_check(notebook, workdir: Path, tasks: list, settings: Settings, deadline: float):
     """Run the notebook, re-running once up to a cell that killed the kernel, then check its tasks.
 
     Returns the first run's :class:`Execution` and executed notebook, whether output was
@@ -144,7 +206,7 @@ async def _run_and_check(notebook, workdir: Path, tasks: list, settings: Setting
     execution, record, truncated, outcomes, stop = None, None, False, {}, None
     for attempt in (1, 2):
         run = SubmissionRun(nbformat.from_dict(json.loads(json.dumps(notebook))), workdir, deadline,
-                            settings.timeout, settings.output_limit, settings.profile)
+                            settings.timeout, settings.output_limit, settings.profile, settings.isolation)
         async with run.kernel():
             result = await run.execute(stop)
             truncated = truncated or run.client.truncated
@@ -159,37 +221,54 @@ async def _run_and_check(notebook, workdir: Path, tasks: list, settings: Setting
                 break
             if attempt == 2:
                 execution.reason += "; graded on a re-run of the cells before it"
-            outcomes, alive = await run.check_tasks(tasks, sources, packages, settings.check_seconds)
+            outcomes, alive = await run.check_tasks(tasks, settings.check_seconds)
             if not alive:
                 execution.reason += "; the kernel died while checking"
             break
     return execution, record, truncated, outcomes
 
 
-async def grade_submission(path: Path, settings: Settings, sources: dict, packages: list,
-                           record_path: Path | None = None) -> Grade:
+def _workdir_name(name: str) -> str:
+    """A plain file name for the copy the kernel runs (the student's may hold any bytes)."""
+    stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(name).name)[:80].strip("._") or "submission"
+    return stem if stem.endswith(".ipynb") else f"{stem}.ipynb"
+
+
+async def grade_submission(found: Submission, settings: Settings, record_path: Path | None = None) -> Grade:
     """Grade one submission; never raises for anything the submission does."""
     start = time.monotonic()
-    grade = Grade(file=str(path))
+    grade = Grade(file=found.name, sandbox=settings.sandbox_note)
     try:
-        notebook, data = read_submission(path)
-    except InvalidSubmission as invalid:
-        grade.status, grade.reason = "invalid", str(invalid)
-        return grade
-    grade.lesson = lesson_of(notebook, path, settings.lesson)
-    try:
-        tasks = checks.tasks(grade.lesson) if grade.lesson else None
-    except ValueError as error:
-        tasks, grade.reason = None, str(error)
-    if not tasks:
-        grade.status = "invalid"
-        grade.reason = grade.reason or "cannot tell which lesson this is: pass --lesson NN"
-        return grade
-    workdir = Path(tempfile.mkdtemp(prefix="coursekit-grade-"))
-    try:
-        (workdir / path.name).write_bytes(data)
-        execution, record, truncated, outcomes = await _run_and_check(
-            notebook, workdir, tasks, settings, sources, packages, deadline=start + settings.timeout)
+        if found.problem is not None:
+            grade.status, grade.reason = "invalid", found.problem
+            return grade
+        try:
+            notebook = await asyncio.to_thread(read_submission, found.data)
+        except InvalidSubmission as invalid:
+            grade.status, grade.reason = "invalid", str(invalid)
+            return grade
+        declared = declared_lesson(notebook)
+        grade.lesson = lesson_of(notebook, found.path, settings.lesson)
+        if settings.lesson and declared and declared != settings.lesson:
+            grade.status = "invalid"
+            grade.reason = (f"lesson mismatch: this notebook is lesson {declared}'s, the batch is lesson "
+                            f"{settings.lesson}'s; 0 points")
+            return grade
+        try:
+            tasks = checks.tasks(grade.lesson) if grade.lesson else None
+        except ValueError as error:
+            tasks, grade.reason = None, str(error)
+        if not tasks:
+            grade.status = "invalid"
+            grade.reason = grade.reason or "cannot tell which lesson this is: pass --lesson NN"
+            return grade
+        workdir = Path(tempfile.mkdtemp(prefix="coursekit-grade-"))
+        try:
+            (workdir / _workdir_name(found.name)).write_bytes(found.data)
+            execution, record, truncated, outcomes = await _run_and_check(
+                notebook, workdir, tasks, settings, deadline=start + settings.timeout)
+        finally:
+            await asyncio.to_thread(shutil.rmtree, workdir, True)
         for task in tasks:
             outcome = outcomes.get(task.id, {"passed": False, "message": "not checked", "check_error": False})
             grade.points[task.id] = task.points if outcome["passed"] else 0
@@ -199,11 +278,16 @@ async def grade_submission(path: Path, settings: Settings, sources: dict, packag
         grade.status = execution.status
         grade.reason = _reason(execution, truncated, grade.check_errors, settings.output_limit)
         if record_path is not None:
-            record.cells.append(_grade_cell(grade, tasks))
-            record_path.parent.mkdir(parents=True, exist_ok=True)
-            nbformat.write(record, record_path)
+            try:
+                record.cells.append(_grade_cell(grade, tasks))
+                record.metadata["coursekit_grade"] = {"sha256": found.sha256, "total": grade.total,
+                                                      "status": grade.status, "sandbox": grade.sandbox}
+                record_path.parent.mkdir(parents=True, exist_ok=True)
+                text = nbformat.writes(record)
+                record_path.write_text(text)
+            except Exception as error:  # noqa: BLE001 - outputs that do not serialise: the grade stands
+                grade.reason = "; ".join(filter(None, [grade.reason, f"executed copy not written ({type(error).__name__})"]))
     finally:
-        shutil.rmtree(workdir, ignore_errors=True)
         grade.seconds = time.monotonic() - start
     return grade
 
@@ -223,15 +307,16 @@ def _reason(execution, truncated: bool, check_errors: list[str], output_limit: i
 
 # ----------------------------------------------------------------------------- a batch
 
-def _record_paths(paths: list[Path], folder: Path | None) -> list[Path | None]:
+def _record_paths(found: list[Submission], folder: Path | None) -> list[Path | None]:
     if folder is None:
-        return [None] * len(paths)
+        return [None] * len(found)
     taken, result = set(), []
-    for path in paths:
-        name, n = path.name if path.suffix == ".ipynb" else f"{path.name}.ipynb", 1
+    for item in found:
+        name = _workdir_name(item.name)
+        stem, n = name[:-len(".ipynb")], 1
         while name in taken:
             n += 1
-            name = f"{path.stem}_{n}.ipynb"
+            name = f"{stem}_{n}.ipynb"
         taken.add(name)
         result.append(folder / name)
     return result
@@ -249,11 +334,12 @@ def write_csv(grades: list[Grade], out: Path) -> None:
     columns = task_columns(grades)
     buffer = io.StringIO()
     writer = csv.writer(buffer)
-    writer.writerow(["file", *columns, "total", "status", "reason", "seconds"])
+    writer.writerow(["file", *columns, "total", "status", "reason", "seconds", "sandbox"])
     for grade in grades:
         cells = [grade.points.get(column, "") if grade.lesson and column in grade.points else ""
                  for column in columns]
-        writer.writerow([grade.file, *cells, grade.total, grade.status, grade.reason, f"{grade.seconds:.1f}"])
+        writer.writerow([grade.file, *cells, grade.total, grade.status, grade.reason, f"{grade.seconds:.1f}",
+                         grade.sandbox])
     out.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
     try:
@@ -269,36 +355,86 @@ def write_csv(grades: list[Grade], out: Path) -> None:
 
 
 async def grade_all(paths: list[Path], out: Path, settings: Settings, jobs: int = 1,
-                    quiet: bool = False) -> list[Grade]:
-    sources, packages = trusted_sources()
-    records = _record_paths(paths, settings.executed_dir)
-    grades: list[Grade | None] = [None] * len(paths)
+                    quiet: bool = False, grades: list | None = None) -> list[Grade]:
+    """Grade every submission, ``jobs`` at a time, into ``grades`` (filled as they finish).
+
+    Cancelling it (the instructor's Ctrl-C) marks the submissions in progress ``interrupted``,
+    keeps every row already graded in the CSV, and re-raises the cancellation.
+    """
+    found = [load_submission(path) for path in paths]   # all read and hashed before any kernel starts
+    await asyncio.to_thread(preload)
+    records = _record_paths(found, settings.executed_dir)
+    grades = [None] * len(paths) if grades is None else grades
+    grades[:] = [None] * len(paths)
     limit = asyncio.Semaphore(max(1, jobs))
     done = 0
+    per_submission = settings.timeout + settings.check_seconds + GRACE_SECONDS
 
     async def one(index: int) -> None:
         nonlocal done
         async with limit:
-            path = paths[index]
+            item = found[index]
             try:
-                grade = await asyncio.wait_for(
-                    grade_submission(path, settings, sources, packages, records[index]),
-                    timeout=settings.timeout + settings.check_seconds + 120)
+                grade = await asyncio.wait_for(grade_submission(item, settings, records[index]), timeout=per_submission)
+            except asyncio.TimeoutError:
+                grade = Grade(file=item.name, status="timeout", sandbox=settings.sandbox_note, seconds=per_submission,
+                              reason=f"the grader stopped it after {per_submission:g} s")
+            except asyncio.CancelledError:
+                grades[index] = Grade(file=item.name, status="interrupted", sandbox=settings.sandbox_note,
+                                      reason="the instructor stopped the batch while this one ran; 0 points")
+                raise
             except Exception as error:  # a failure of the grader, not of the submission
-                grade = Grade(file=str(path), status="grader-error",
+                grade = Grade(file=item.name, status="grader-error", sandbox=settings.sandbox_note,
                               reason=f"{type(error).__name__}: {error}"[:300] or type(error).__name__)
             grades[index] = grade
             done += 1
             write_csv([g for g in grades if g is not None], out)
             if not quiet:
-                print(f"[{done}/{len(paths)}] {path}: {grade.total} points, {grade.status}"
+                print(f"[{done}/{len(paths)}] {item.name}: {grade.total} points, {grade.status}"
                       f"{' (' + grade.reason + ')' if grade.reason else ''} in {grade.seconds:.1f} s", flush=True)
 
-    await asyncio.gather(*(one(i) for i in range(len(paths))))
+    running = [asyncio.create_task(one(i)) for i in range(len(paths))]
+    try:
+        await asyncio.gather(*running)
+    except asyncio.CancelledError:
+        for task in running:
+            task.cancel()
+        await asyncio.wait(running)   # each one marks itself interrupted and stops its kernel
+        write_csv([g for g in grades if g is not None], out)
+        raise
     return [g for g in grades if g is not None]
 
 
-def summary(grades: list[Grade], seconds: float, jobs: int) -> str:
+async def _run_batch(paths: list[Path], out: Path, settings: Settings, jobs: int, quiet: bool):
+    """``(grades, interrupted)``: Ctrl-C and SIGTERM stop the batch, whatever the submissions do."""
+    loop = asyncio.get_running_loop()
+    batch = asyncio.current_task()
+    grades: list = []
+    stopped = []
+
+    def stop(number):
+        stopped.append(number)
+        batch.cancel()
+
+    handled = []
+    for number in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(number, stop, number)
+            handled.append(number)
+        except (NotImplementedError, RuntimeError):  # Windows: Ctrl-C raises KeyboardInterrupt instead
+            pass
+    try:
+        return await grade_all(paths, out, settings, jobs, quiet, grades), False
+    except asyncio.CancelledError:
+        if not stopped:
+            raise
+        return [g for g in grades if g is not None], True
+    finally:
+        for number in handled:
+            loop.remove_signal_handler(number)
+
+
+def summary(grades: list[Grade], seconds: float, jobs: int, settings: Settings | None = None) -> str:
     states = Counter(g.status for g in grades)
     totals = [g.total for g in grades]
     possible = {g.lesson: sum(checks.find(t).points for t in g.points) for g in grades if g.lesson and g.points}
@@ -310,6 +446,15 @@ def summary(grades: list[Grade], seconds: float, jobs: int) -> str:
                      f"max {max(totals)} (out of {out_of}).")
     if any(g.check_errors for g in grades):
         lines.append("Some checks failed internally (see the reason column): report them to the course maintainers.")
+    if settings is not None:
+        if settings.isolation.limits is not None:
+            limits = settings.isolation.limits
+            lines.append(f"Sandbox: bubblewrap, one per submission ({limits.memory_mb} MB of address space and "
+                         f"{limits.cpu_seconds} s of CPU per process).")
+        else:
+            lines.append(f"NOT SANDBOXED: {settings.sandbox_note}; the submissions ran with your permissions.")
+        if not settings.lesson:
+            lines.append("The lesson was read from each notebook: pass --lesson NN to grade a batch as one lesson.")
     return "\n".join(lines)
 
 
@@ -331,12 +476,18 @@ def main(argv=None) -> int:
                                                       "(default: <out without .csv>-executed)")
     parser.add_argument("--no-executed", action="store_true", help="do not keep executed notebooks")
     parser.add_argument("--quiet", action="store_true", help="print only the summary")
+    parser.add_argument("--memory-mb", type=int, default=sandbox.MEMORY_MB,
+                        help=f"address space per process in the sandbox, in MB (default {sandbox.MEMORY_MB})")
+    parser.add_argument("--cpu-seconds", type=int, help="CPU time per process in the sandbox (default: "
+                                                        "--timeout plus --check-timeout plus 60)")
+    parser.add_argument("--no-sandbox", action="store_true",
+                        help="run kernels as your own processes even where bubblewrap works (not for untrusted work)")
     args = parser.parse_args(argv)
     if args.jobs < 1:
         parser.error("--jobs must be at least 1")
     if args.timeout <= 0:
         parser.error("--timeout must be a positive number of seconds")
-    if args.lesson and not re.fullmatch(r"\d\d", args.lesson):
+    if args.lesson and not LESSON_ID.match(args.lesson):
         parser.error("--lesson takes two digits, such as 01")
     submissions = {path.resolve() for path in args.submissions}
     if args.out.resolve() in submissions:
@@ -346,18 +497,35 @@ def main(argv=None) -> int:
         parser.error(f"the executed-notebook folder {executed} holds submissions; pass --executed DIR")
     if args.check_timeout <= 0:
         parser.error("--check-timeout must be a positive number of seconds")
+    if args.memory_mb < 512:
+        parser.error("--memory-mb must be at least 512 (TensorFlow alone needs more)")
+    if args.cpu_seconds is not None and args.cpu_seconds < 1:
+        parser.error("--cpu-seconds must be a positive number of seconds")
+    hidden = {path.resolve().parent for path in args.submissions} | {args.out.resolve().parent}
+    if executed is not None:
+        hidden.add(executed.resolve())
+    missing = "no sandbox: --no-sandbox given" if args.no_sandbox else sandbox.unavailable()
+    if missing:
+        isolation = Isolation()
+    else:
+        cpu = args.cpu_seconds or int(args.timeout + args.check_timeout + 60)
+        isolation = Isolation(sandbox.Limits(args.memory_mb, cpu), tuple(sorted(hidden)))
     settings = Settings(timeout=args.timeout, check_seconds=args.check_timeout, profile=args.profile,
-                        lesson=args.lesson, executed_dir=executed)
+                        lesson=args.lesson, executed_dir=executed, isolation=isolation, sandbox_note=missing or "bwrap")
     start = time.monotonic()
     try:
-        grades = asyncio.run(grade_all(list(args.submissions), args.out, settings, args.jobs, args.quiet))
+        grades, interrupted = asyncio.run(_run_batch(list(args.submissions), args.out, settings, args.jobs, args.quiet))
     except KeyboardInterrupt:
         print("Interrupted: the CSV holds the submissions graded so far.", file=sys.stderr)
         return 1
     except Exception as error:
         print(f"The grader failed: {type(error).__name__}: {error}", file=sys.stderr)
         return 1
-    print(summary(grades, time.monotonic() - start, args.jobs))
+    print(summary(grades, time.monotonic() - start, args.jobs, settings))
+    if interrupted:
+        print(f"Interrupted: {args.out} holds the {sum(g.status != 'interrupted' for g in grades)} submission(s) "
+              "graded so far; the one(s) in progress are marked interrupted.", file=sys.stderr)
+        return 1
     print(f"Wrote {args.out}" + (f"; executed notebooks in {executed}/" if executed else ""))
     return 1 if any(g.status == "grader-error" for g in grades) else 0
 
