@@ -309,6 +309,16 @@ def _(guided_relu_gradient):
         unit_inputs = rng.normal(size=shape)
         unit_inputs[rng.random(shape) < 0.2] = 0.0          # units sitting exactly at the kink
         upstream = rng.normal(size=shape) * rng.uniform(0.5, 3)
+        # every case holds each kind of unit, so that no wrong rule can agree with the right one by chance:
+        # on and passed, on but blocked from above, off, exactly at 0, off with a negative gradient
+        kinds = rng.permutation(unit_inputs.size)[:5]
+        unit_inputs.flat[kinds] = np.abs(unit_inputs.flat[kinds]) + 0.1
+        unit_inputs.flat[kinds[2]] *= -1
+        unit_inputs.flat[kinds[3]] = 0.0
+        unit_inputs.flat[kinds[4]] *= -1
+        upstream.flat[kinds] = np.abs(upstream.flat[kinds]) + 0.1
+        upstream.flat[kinds[1]] *= -1
+        upstream.flat[kinds[4]] *= -1
         got = as_numbers(call(guided_relu_gradient, unit_inputs.copy(), upstream.copy(), what=what), what)
         right = upstream * (unit_inputs > 0) * (upstream > 0)
         if got.shape != right.shape:
