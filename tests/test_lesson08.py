@@ -1,7 +1,6 @@
 """Lesson 08's data: the offline stand-in (pasted objects with boxes) and the online data set
 (horse2zebra from TensorFlow Datasets), whose branch of the lesson runs here on synthetic photos
 of the real shape from a stand-in tensorflow_datasets (tests/fakes)."""
-import ast
 import importlib
 import sys
 from pathlib import Path
@@ -130,10 +129,7 @@ def test_the_quick_and_full_profiles_layers_exist_inside_the_nested_backbone(ran
 
 def test_the_lessons_form_fields_default_to_the_profile():
     """Lesson 08's Colab form fields: well-formed, and the sizes the profile owns read from it."""
-    from test_lesson_forms import FORM_LINE, form_fields
-    lines = list(form_fields(LESSON))
-    for line in lines:
-        assert FORM_LINE.match(line), f"not a Colab form line: {line!r}"
-        ast.parse(line)
+    from test_forms import forms_of  # parses each form line as plain Python, or fails
+    lines = [form.line for form in forms_of(LESSON)]
     for owned in ("finetune_dataset", "finetune_per_class", "finetune_epochs", "finetune_top_layers"):
         assert sum(line.endswith(f"= profile.{owned}  #@param {{type:\"raw\"}}") for line in lines) == 1, owned

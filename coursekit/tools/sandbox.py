@@ -30,7 +30,8 @@ from jupyter_client import AsyncKernelManager
 SYSTEM_FOLDERS = ("/usr", "/etc", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/opt")
 PASSED_VARIABLES = ("COURSEKIT_PROFILE", "COURSEKIT_REQUIRE_PRETRAINED", "COURSEKIT_RANDOM_WEIGHTS",
                     "TF_CPP_MIN_LOG_LEVEL", "LANG", "LC_ALL")
-MEMORY_MB = 6144       # address space per process: TensorFlow alone reserves about 2.5 GB
+MEMORY_MB = 10240      # address space per process: TensorFlow alone reserves about 2.5 GB, and
+                       # Integrated Gradients on MobileNetV2 (lesson 03) needs more than 6 GB
 HOME = "/tmp/home"
 TMP_MB = 1024
 
