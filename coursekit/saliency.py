@@ -262,7 +262,7 @@ def _baselines(baseline, batch: np.ndarray) -> np.ndarray:
 
 def _path_gradient_step(model: keras.Model):
     """A compiled ``(images, baselines, alphas, classes) -> d logit / d input`` at the path points."""
-    logits_model = pre_softmax_model(model)
+    logits_model = pre_softmax(model)
     input_spec = tf.TensorSpec((None, *model.inputs[0].shape[1:]), tf.float32)
 
     @tf.function(input_signature=[input_spec, input_spec, tf.TensorSpec((None,), tf.float32),
@@ -308,7 +308,7 @@ def guided_model(model: keras.Model) -> keras.Model:
 
 def _build_guided(model: keras.Model) -> keras.Model:
     import warnings
-    logits_model = pre_softmax_model(model)
+    logits_model = pre_softmax(model)
     others: list[str] = []
 
     def rewire(layer):

@@ -236,11 +236,11 @@ _INTEGRATED_HINTS = {
 
 @task("03.4", points=3, answer="integrated_gradients_map", title="Integrated Gradients from scratch")
 def _(integrated_gradients_map):
-    from .. import saliency
+    from .. import models
     require_callable(integrated_gradients_map, "integrated_gradients_map")
     rng = fresh_rng()
     model, images = _random_classifier(rng)
-    logits_model = saliency.pre_softmax_model(model)
+    logits_model = models.pre_softmax(model)
     classes = int(model.outputs[0].shape[-1])
     what = "integrated_gradients_map(scores_model, image, baseline, class_index, steps)"
     baselines = (np.zeros_like(images[0]), rng.normal(size=images[0].shape).astype("float32"))
