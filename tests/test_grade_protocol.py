@@ -146,3 +146,33 @@ def test_without_an_offline_cache_the_instructors_keras_cache_is_seen_read_only(
     at = argv.index(str(tmp_path / ".keras"))
     assert argv[at - 1] == "--ro-bind" and argv[at + 1] == f"{sandbox.HOME}/.keras"
     assert argv[argv.index("KERAS_HOME") + 1] == f"{sandbox.HOME}/.keras"
+
+
+@pytest.mark.parametrize("outer_is_sequential", [False, True])
+def test_a_model_sent_to_the_kernel_keeps_its_nested_sequentials_layer_outputs_on_the_path(tmp_path, outer_is_sequential):
+    """The kernel loads the grader's model from a .keras file; Keras' own loading rebuilds a Sequential
+    once per layer, which left ``layer.output`` a dead end (check 08.2 then failed the model answer)."""
+    import keras
+    import tensorflow as tf
+
+    from coursekit.tools import kernel_side
+    inner = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Conv2D(2, 3, name="first"),
+                              keras.layers.Conv2D(2, 3, name="second")], name="backbone")
+    head = [keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(2)]
+    if outer_is_sequential:
+        model = keras.Sequential([keras.Input((8, 8, 3)), inner, *head])
+    else:
+        inputs = keras.Input((8, 8, 3))
+        model = keras.Model(inputs, head[1](head[0](inner(inputs))))
+    model.save(tmp_path / "model.keras")
+    original_from_config = keras.Sequential.from_config
+    loaded = kernel_side._load_model(tmp_path / "model.keras")
+    assert keras.Sequential.from_config == original_from_config   # the student's Keras is left as it was
+    images = np.random.default_rng(0).normal(size=(2, 8, 8, 3)).astype("float32")
+    np.testing.assert_allclose(loaded(images), model(images), atol=1e-6)
+    backbone = loaded.get_layer("backbone")
+    both = keras.Model(backbone.inputs, [backbone.get_layer("first").output, backbone.outputs[0]])
+    with tf.GradientTape() as tape:
+        maps, features = both(images)
+        score = tf.reduce_sum(features)
+    assert tape.gradient(score, maps) is not None
