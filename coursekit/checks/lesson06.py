@@ -106,6 +106,29 @@ def _top_images_hint(got: np.ndarray, activations: np.ndarray, unit: int, k: int
             "image (a Dense unit's value; for a convolution unit, the maximum of its map), then sort.")
 
 
+def _top_images_case(rng: np.random.Generator, spatial: bool) -> tuple[np.ndarray, int, int]:
+    """Activations, a unit and k for check 06.1, drawn so that the usual slips give other answers."""
+    while True:
+        activations = _random_activations(rng, spatial)
+        count, units = len(activations), activations.shape[-1]
+        unit = int(rng.integers(1, units - 1))
+        if not spatial:  # active on every image: its least active images are not a tie of zeros
+            activations[:, unit] += rng.uniform(0.05, 0.5, size=count).astype("float32")
+            # the top image twice (data sets hold duplicates): a tie, in either order
+            activations[int(rng.integers(count))] = activations[activations[:, unit].argmax()]
+        else:  # one image matches the unit's pattern in three places, more strongly than any other
+            h, w = activations.shape[1:3]
+            rows, columns = np.unravel_index(rng.choice(h * w, size=3, replace=False), (h, w))
+            peak = activations[..., unit].max()
+            activations[int(rng.integers(count)), rows, columns, unit] = peak + rng.uniform(1, 2, size=3)
+        maps = activations[..., unit].reshape(count, -1)
+        alive = int(np.count_nonzero(maps.max(axis=1)))
+        k = int(rng.integers(4, max(5, min(10, alive, units))))
+        by_max, by_mean = np.sort(maps.max(axis=1))[::-1][:k], maps.max(axis=1)[np.argsort(-maps.mean(axis=1))[:k]]
+        if not spatial or not np.allclose(by_max, by_mean):   # ranking by the average must show
+            return activations, unit, k
+
+
 @task("06.1", points=3, answer="top_images", title="The k images that excite a unit most")
 def _(top_images):
     from .. import features
@@ -113,18 +136,7 @@ def _(top_images):
     rng = fresh_rng()
     what = "top_images(activations, unit, k)"
     for spatial in (False, True):
-        activations = _random_activations(rng, spatial)
-        units = activations.shape[-1]
-        unit = int(rng.integers(1, units - 1))
-        if not spatial:  # the top image twice (data sets hold duplicates): a tie, in either order
-            activations[int(rng.integers(len(activations)))] = activations[activations[:, unit].argmax()]
-        if spatial:  # one image matches the unit's pattern in three places, more strongly than any other
-            h, w = activations.shape[1:3]
-            rows, columns = np.unravel_index(rng.choice(h * w, size=3, replace=False), (h, w))
-            peak = activations[..., unit].max()
-            activations[int(rng.integers(len(activations))), rows, columns, unit] = peak + rng.uniform(1, 2, size=3)
-        alive = int(np.count_nonzero(activations[..., unit].reshape(len(activations), -1).max(axis=1)))
-        k = int(rng.integers(4, max(5, min(10, alive, units))))
+        activations, unit, k = _top_images_case(rng, spatial)
         model = _identity_model(activations.ndim)
         with _quiet_tensorflow():  # new shapes at every check: TensorFlow may warn of retracing
             strength = features.unit_activations(model, "units", activations)[:, unit].astype("float64")
