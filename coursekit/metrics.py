@@ -186,7 +186,9 @@ def _curve(model, images, heatmaps, class_index, steps, baseline, delete: bool, 
 
     start, end = (images, baseline) if delete else (baseline, images)
     curves = np.zeros((count, steps + 1), dtype="float32")
-    pairs = [(i, t) for i in range(count) for t in range(steps + 1)]
+    untouched = 0 if delete else steps      # the step that is the image itself: its forward pass is `first`
+    curves[:, untouched] = first[np.arange(count), classes]
+    pairs = [(i, t) for i in range(count) for t in range(steps + 1) if t != untouched]
     for first_pair in range(0, len(pairs), batch_size):
         chunk = pairs[first_pair:first_pair + batch_size]
         batch = np.stack([np.where((rank[i] < thresholds[t])[..., None], end[i], start[i]) for i, t in chunk])

@@ -173,16 +173,17 @@ def integrated_gradients(model: keras.Model, images, class_index=None, baseline=
     batch = image_batch(model, images)
     classes = _resolved_classes(model, batch, class_index, batch_size)
     baselines = _baselines(baseline, batch)
-    step = _cache.per_model(model, ("path_gradients",), lambda: _path_gradient_step(model))
+    # the compiled gradient of input_gradients and smoothgrad: one trace per model for all three
+    step = _cache.per_model(model, ("input_gradients",), lambda: _gradient_step(model))
     # One stream of (image, point) pairs, image-major; each chunk of it is one call of `step`.
     image_of = np.repeat(np.arange(len(batch)), len(alphas))
-    alpha_of = np.tile(alphas, len(batch)).astype("float32")
+    alpha_of = np.tile(alphas, len(batch)).astype("float32")[:, None, None, None]
     weight_of = np.tile(weights, len(batch))
     totals = np.zeros(batch.shape, dtype="float64")
     for part in batches(len(image_of), batch_size):
         rows = image_of[part]
-        gradients = step(tf.constant(batch[rows]), tf.constant(baselines[rows]), tf.constant(alpha_of[part]),
-                         tf.constant(classes[rows])).numpy()
+        points = baselines[rows] + alpha_of[part] * (batch[rows] - baselines[rows])
+        gradients = step(tf.constant(points), tf.constant(classes[rows])).numpy()
         for gradient, row, weight in zip(gradients, rows, weight_of[part]):  # fixed order: any batch_size
             totals[row] += weight * gradient                                   # gives the same sums
     return ((batch - baselines) * totals).astype("float32")
@@ -258,24 +259,6 @@ def _baselines(baseline, batch: np.ndarray) -> np.ndarray:
         raise ValueError(f"baseline of shape {values.shape} does not fit the images {batch.shape}: give "
                          "one image's shape (H, W, C), the batch's, a number, or 'blur'. Preprocess it "
                          "as the images (e.g. net.preprocess(np.zeros_like(photos)) for black).") from None
-
-
-def _path_gradient_step(model: keras.Model):
-    """A compiled ``(images, baselines, alphas, classes) -> d logit / d input`` at the path points."""
-    logits_model = pre_softmax(model)
-    input_spec = tf.TensorSpec((None, *model.inputs[0].shape[1:]), tf.float32)
-
-    @tf.function(input_signature=[input_spec, input_spec, tf.TensorSpec((None,), tf.float32),
-                                  tf.TensorSpec((None,), tf.int32)])
-    def step(images, baselines, alphas, classes):
-        points = baselines + alphas[:, None, None, None] * (images - baselines)
-        with tf.GradientTape() as tape:
-            tape.watch(points)
-            logits = logits_model(points, training=False)
-            score = tf.reduce_sum(tf.gather(logits, classes, axis=1, batch_dims=1))
-        return tape.gradient(score, points)
-
-    return step
 
 
 # ----------------------------------------------------------------------------- Guided Backprop
