@@ -261,7 +261,9 @@ def _build_outputs(model: keras.Model, paths: tuple[str, ...], logits: bool) -> 
     from .models import pre_softmax
     source = pre_softmax(model) if logits else model
     wanted = {path: layer_paths(model)[path] for path in paths}
-    if all(PATH_SEPARATOR not in path for path in paths):  # a flat model: its own tensors will do
+    # A flat functional model: its own tensors will do. Not a Sequential one: loaded from a file, its
+    # first layers carry one graph node per rebuild and layer.output leads nowhere; it is re-run below.
+    if all(PATH_SEPARATOR not in path for path in paths) and not isinstance(model, keras.Sequential):
         outputs = [layer.output for layer in wanted.values()]
         outputs += [source.outputs[0]] if logits else []
         return keras.Model(source.inputs[0], _one_or_list(outputs), name=f"{model.name}_outputs")

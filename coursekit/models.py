@@ -1,6 +1,7 @@
 """Pretrained ImageNet models with what a lesson needs beside them, and the course's small CNNs."""
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import difflib
 import importlib
@@ -587,7 +588,37 @@ def load_model(path: str | Path) -> keras.Model:
         raise FileNotFoundError(f"No saved model at {str(path)!r}. Check the path (relative to {str(Path.cwd())!r}).")
     if path.suffix != ".keras":
         raise ValueError(f"load_model reads Keras' native .keras files; got {str(path)!r}.")
-    return keras.models.load_model(path)
+    with sequential_built_once():
+        return keras.models.load_model(path)
+
+
+@contextlib.contextmanager
+def sequential_built_once():
+    """While it lasts, Keras loads every Sequential model the way it was made: built once, from all its layers.
+
+    Keras' own ``Sequential.from_config`` adds the layers one at a time and rebuilds after each,
+    so in a loaded Sequential the first layers carry several graph nodes and ``layer.output`` (the
+    first one) leads nowhere: ``keras.Model(seq.inputs, [layer.output, seq.outputs[0]])`` then gets
+    no gradient from the output. Keras is restored afterwards.
+    """
+    original = vars(keras.Sequential).get("from_config")   # None: inherited (no Keras version so far)
+
+    def from_config(cls, config, custom_objects=None):
+        layers = [keras.saving.deserialize_keras_object(layer, custom_objects=custom_objects)
+                  for layer in config["layers"]]
+        model = cls(layers=layers, name=config["name"])
+        if not model.built and config.get("build_input_shape"):
+            model.build(config["build_input_shape"])
+        return model
+
+    keras.Sequential.from_config = classmethod(from_config)
+    try:
+        yield
+    finally:
+        if original is None:
+            del keras.Sequential.from_config
+        else:
+            keras.Sequential.from_config = original
 
 
 

@@ -168,6 +168,38 @@ def test_saved_and_reloaded_model_predicts_the_same(net, backbone, tmp_path, seq
         models.load_model(tmp_path / "missing.keras")
 
 
+def small_sequential_cnn() -> keras.Model:
+    return keras.Sequential([keras.Input((16, 16, 3)), keras.layers.Conv2D(4, 3, activation="relu", name="conv_a"),
+                             keras.layers.Conv2D(6, 3, activation="relu", name="conv_b"),
+                             keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(3, activation="softmax")])
+
+
+@pytest.mark.parametrize("loader", ["coursekit", "keras"])
+def test_a_reloaded_sequential_model_explains_as_the_original(tmp_path, loader):
+    """Keras rebuilds a Sequential model once per layer when it loads one, which left the first layers'
+    ``layer.output`` off the path to the output: Grad-CAM there raised a TensorFlow error."""
+    keras.utils.set_random_seed(4)
+    model = small_sequential_cnn()
+    path = models.save_model(model, tmp_path / "cnn.keras")
+    keras_own = vars(keras.Sequential)["from_config"]
+    reloaded = models.load_model(path) if loader == "coursekit" else keras.models.load_model(path)
+    assert vars(keras.Sequential)["from_config"] is keras_own   # Keras' loading is left as it was
+    images = np.random.default_rng(5).normal(size=(2, 16, 16, 3)).astype("float32")
+    for layer in ("conv_a", "conv_b"):
+        # tolerance: the same float32 graph with the same weights
+        np.testing.assert_allclose(cam.grad_cam(reloaded, images, class_index=1, layer=layer, upsample=False),
+                                   cam.grad_cam(model, images, class_index=1, layer=layer, upsample=False), atol=1e-5)
+        np.testing.assert_allclose(features.feature_maps(reloaded, images, layer)[layer],
+                                   features.feature_maps(model, images, layer)[layer], atol=1e-5)
+    if loader == "coursekit":   # its layers' own tensors lead to the output too, as in the original
+        import tensorflow as tf
+        both = keras.Model(reloaded.inputs, [reloaded.get_layer("conv_a").output, reloaded.outputs[0]])
+        with tf.GradientTape() as tape:
+            maps, probabilities = both(images)
+            score = tf.reduce_sum(probabilities[:, 1])
+        assert tape.gradient(score, maps) is not None
+
+
 # ----------------------------------------------------------------------------- walking nested models
 
 @pytest.mark.parametrize("sequential", [False, True])

@@ -15,7 +15,6 @@ tensors under a ``GradientTape`` they stay differentiable, the gradient coming f
 """
 from __future__ import annotations
 
-import contextlib
 import os
 from pathlib import Path
 
@@ -220,39 +219,11 @@ def _load_model(path: Path):
     key = str(path)
     if key not in _models:
         import keras
-        with _sequential_built_once():
+
+        from ..models import sequential_built_once  # the grader's model is built once: so is this copy
+        with sequential_built_once():
             _models[key] = keras.models.load_model(path, compile=False, safe_mode=False)
     return _models[key]
-
-
-@contextlib.contextmanager
-def _sequential_built_once():
-    """Load Sequential models the way they were made: built once, from their whole list of layers.
-
-    Keras' own ``Sequential.from_config`` adds the layers one at a time and rebuilds after each,
-    so a loaded Sequential's first layers carry several graph nodes, and ``layer.output`` (the
-    first node) is a dead end: a model built from it gets no gradient from the Sequential's output.
-    The grader's model is in memory, built once; the kernel's copy must behave like it.
-    """
-    import keras
-    original = vars(keras.Sequential).get("from_config")   # None: Keras inherits it (not seen so far)
-
-    def from_config(cls, config, custom_objects=None):
-        layers = [keras.saving.deserialize_keras_object(layer, custom_objects=custom_objects)
-                  for layer in config["layers"]]
-        model = cls(layers=layers, name=config["name"])
-        if not model.built and config.get("build_input_shape"):
-            model.build(config["build_input_shape"])
-        return model
-
-    keras.Sequential.from_config = classmethod(from_config)
-    try:
-        yield
-    finally:
-        if original is None:
-            del keras.Sequential.from_config
-        else:
-            keras.Sequential.from_config = original
 
 
 def _ask_grader(request: dict):
