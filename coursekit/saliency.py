@@ -57,9 +57,7 @@ def smoothgrad(model: keras.Model, images, class_index=None, samples: int = 20, 
     if noise < 0:
         raise ValueError(f"noise must be >= 0 (a share of the image's value range); got {noise}.")
     batch = image_batch(model, images)
-    classes = class_codes(class_index, len(batch), n_classes(model))
-    if np.any(classes == TOP_PREDICTION):
-        classes = resolve_classes(classes, _logits(model, batch, batch_size))
+    classes = _resolved_classes(model, batch, class_index, batch_size)
     rng = np.random.default_rng(seed)
     sigma = (noise * (batch.max(axis=(1, 2, 3)) - batch.min(axis=(1, 2, 3)))).reshape(1, -1, 1, 1, 1)
     noisy = batch[None] + rng.normal(size=(samples, *batch.shape)).astype("float32") * sigma
@@ -78,7 +76,7 @@ def _to_map(gradients: np.ndarray, positive_only: bool, samples_axis: int | None
 
 
 def _gradients(model, batch: np.ndarray, classes: np.ndarray, batch_size: int) -> np.ndarray:
-    step = _cache.per_model(model, ("input_gradients",), lambda: _gradient_step(model))
+    step = _compiled_gradient(model)
     return np.concatenate([step(tf.constant(batch[part]), tf.constant(classes[part])).numpy()
                            for part in batches(len(batch), batch_size)])
 
@@ -91,6 +89,11 @@ def _logits(model, batch: np.ndarray, batch_size: int) -> np.ndarray:
 
 # One pre-softmax helper for the whole package: the name lessons used before stays as an alias.
 pre_softmax_model = pre_softmax
+
+
+def _compiled_gradient(model: keras.Model):
+    """The one compiled gradient of a model (:func:`_gradient_step`), traced once for every method using it."""
+    return _cache.per_model(model, ("input_gradients",), lambda: _gradient_step(model))
 
 
 def _gradient_step(model: keras.Model):
@@ -173,8 +176,7 @@ def integrated_gradients(model: keras.Model, images, class_index=None, baseline=
     batch = image_batch(model, images)
     classes = _resolved_classes(model, batch, class_index, batch_size)
     baselines = _baselines(baseline, batch)
-    # the compiled gradient of input_gradients and smoothgrad: one trace per model for all three
-    step = _cache.per_model(model, ("input_gradients",), lambda: _gradient_step(model))
+    step = _compiled_gradient(model)   # shared with input_gradients and smoothgrad
     # One stream of (image, point) pairs, image-major; each chunk of it is one call of `step`.
     image_of = np.repeat(np.arange(len(batch)), len(alphas))
     alpha_of = np.tile(alphas, len(batch)).astype("float32")[:, None, None, None]
