@@ -122,10 +122,10 @@ def _top_images_case(rng: np.random.Generator, spatial: bool) -> tuple[np.ndarra
             peak = activations[..., unit].max()
             activations[int(rng.integers(count)), rows, columns, unit] = peak + rng.uniform(1, 2, size=3)
         maps = activations[..., unit].reshape(count, -1)
-        alive = int(np.count_nonzero(maps.max(axis=1)))
-        k = int(rng.integers(4, max(5, min(10, alive, units))))
-        by_max, by_mean = np.sort(maps.max(axis=1))[::-1][:k], maps.max(axis=1)[np.argsort(-maps.mean(axis=1))[:k]]
-        if not spatial or not np.allclose(by_max, by_mean):   # ranking by the average must show
+        strength = maps.max(axis=1)
+        k = int(rng.integers(4, max(5, min(10, np.count_nonzero(strength), units))))
+        top_by_mean = np.argsort(-maps.mean(axis=1))[:k]
+        if not spatial or not np.allclose(np.sort(strength)[::-1][:k], strength[top_by_mean]):   # the average must show
             return activations, unit, k
 
 
