@@ -97,6 +97,15 @@ def test_wrong_answers_get_a_specific_hint(task_id, answer, words):
     assert words in result.message
 
 
+@pytest.mark.parametrize("wrong", [no_dilation, no_padding, jump_adds_strides])
+def test_every_drawing_of_the_field_cases_tells_a_wrong_formula_from_the_right_one(wrong):
+    from coursekit.checks import lesson01
+    for seed in range(3000):
+        rng = np.random.default_rng(seed)
+        stacks = [lesson01._random_stack(rng, kind) for kind in lesson01._STACK_KINDS]
+        assert any(wrong(stack) != receptive_field(stack) for stack in stacks), (seed, stacks)
+
+
 @pytest.mark.parametrize("task_id, reference, unknown", [("01.2", receptive_field, (1, 1, 0)),
                                                          ("01.3", tile_position, (0, 0))])
 def test_an_answer_hard_coded_from_one_check_fails_the_next(task_id, reference, unknown):

@@ -89,12 +89,25 @@ def _(activation_submodel):
 
 # ----------------------------------------------------------------------------- 01.2
 
+_STACK_KINDS = ("plain", "strided", "dilated", "padded", "mixed", "mixed")  # the cases of one check
+
+
 def _random_stack(rng: np.random.Generator, kind: str) -> list[tuple[int, int, int, int]]:
-    """Layers ``(kernel, stride, dilation, pad)`` of one kind: plain, strided, dilated or padded."""
+    """Layers ``(kernel, stride, dilation, pad)`` of one kind: plain, strided, dilated, padded or mixed.
+
+    A "strided" stack has at least two layers with stride > 1 (with only one, a jump that adds
+    the strides instead of multiplying them would come out right), and a "dilated" stack has a
+    kernel larger than 1 (a 1 x 1 kernel spans one position whatever its dilation).
+    """
+    depth = int(rng.integers(2, 6))
+    shown = set(rng.choice(depth, size=2, replace=False).tolist())  # layers that must show the kind
     stack = []
-    for _ in range(int(rng.integers(2, 6))):
-        kernel = int(rng.choice([1, 2, 3, 5, 7]))
-        stride = int(rng.integers(1, 4)) if kind in ("strided", "mixed") else 1
+    for index in range(depth):
+        kernel = int(rng.choice([2, 3, 5, 7] if kind == "dilated" and index in shown else [1, 2, 3, 5, 7]))
+        if kind == "strided" and index in shown:
+            stride = int(rng.integers(2, 4))
+        else:
+            stride = int(rng.integers(1, 4)) if kind in ("strided", "mixed") else 1
         dilation = int(rng.integers(2, 4)) if kind in ("dilated", "mixed") and stride == 1 else 1
         pad = int(rng.integers(1, 4)) if kind in ("padded", "mixed") else 0
         stack.append((kernel, stride, dilation, pad))
@@ -141,7 +154,7 @@ def _field_hint(part: str, stack) -> str:
 def _(receptive_field):
     require_callable(receptive_field, "receptive_field")
     rng = fresh_rng()
-    for kind in ("plain", "strided", "dilated", "padded", "mixed", "mixed"):
+    for kind in _STACK_KINDS:
         stack = _random_stack(rng, kind)
         got = as_int_tuple(call(receptive_field, list(stack), what="receptive_field(stack)"), 3,
                            "receptive_field(stack)")
