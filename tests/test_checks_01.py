@@ -106,6 +106,14 @@ def test_every_drawing_of_the_field_cases_tells_a_wrong_formula_from_the_right_o
         assert any(wrong(stack) != receptive_field(stack) for stack in stacks), (seed, stacks)
 
 
+@pytest.mark.parametrize("wrong", [gap_ignored, column_major])
+def test_every_drawing_of_the_tile_cases_tells_a_wrong_position_from_the_right_one(wrong):
+    from coursekit.checks import lesson01
+    for seed in range(3000):
+        cases = lesson01._tile_cases(np.random.default_rng(seed))
+        assert any(wrong(*case) != tile_position(*case) for case in cases), (seed, cases)
+
+
 @pytest.mark.parametrize("task_id, reference, unknown", [("01.2", receptive_field, (1, 1, 0)),
                                                          ("01.3", tile_position, (0, 0))])
 def test_an_answer_hard_coded_from_one_check_fails_the_next(task_id, reference, unknown):

@@ -167,16 +167,31 @@ def _(receptive_field):
 
 # ----------------------------------------------------------------------------- 01.3
 
+def _tile_cases(rng: np.random.Generator) -> list[tuple[int, int, int, int, int]]:
+    """Cases ``(channel, per_row, height, width, gap)`` of check 01.3.
+
+    The first three keep gap=1 (first tile, first row, second row); the fourth has a gap other
+    than 1 and a channel below the first row and right of the first column, so an answer that
+    ignores the gap fails in both coordinates; the last three are drawn freely.
+    """
+    per_row = int(rng.integers(3, 9))
+    placed = [(0, 4, 1), (2, 4, 1), (int(rng.integers(4, 8)), 4, 1),
+              (per_row * int(rng.integers(1, 4)) + int(rng.integers(1, per_row)), per_row,
+               int(rng.choice([0, 2, 3])))]
+    placed += [(int(rng.integers(0, 40)), int(rng.integers(3, 9)), int(rng.integers(0, 4))) for _ in range(3)]
+    cases = []
+    for channel, row_length, gap in placed:
+        height, width = (int(v) for v in rng.integers(2, 9, size=2))
+        cases.append((channel, row_length, height, width, gap))
+    return cases
+
+
 @task("01.3", points=2, answer="tile_position", title="Where channel k sits in a tiled grid")
 def _(tile_position):
     from .. import features
     require_callable(tile_position, "tile_position")
     rng = fresh_rng()
-    cases = [(0, 4), (2, 4), (int(rng.integers(4, 8)), 4)]  # first tile, first row, second row
-    cases += [(int(rng.integers(0, 40)), int(rng.integers(3, 9))) for _ in range(4)]
-    for number, (channel, per_row) in enumerate(cases):
-        height, width = (int(v) for v in rng.integers(2, 9, size=2))
-        gap = int(rng.integers(0, 4)) if number >= 3 else 1
+    for number, (channel, per_row, height, width, gap) in enumerate(_tile_cases(rng)):
         channels = max(channel + 1 + int(rng.integers(0, 5)), per_row)
         fmap = np.zeros((height, width, channels), dtype="float32")
         fmap[..., channel] = 1.0
