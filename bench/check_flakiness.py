@@ -17,8 +17,12 @@ import os
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+
+PARAMETER_SET = type(pytest.param())   # what pytest.param(...) returns
 
 DEFAULT_MODULES = ["test_checks_01", "test_checks_02_04", "test_checks_05", "test_checks_06",
                    "test_checks_07", "test_checks_08"]
@@ -34,7 +38,10 @@ def parametrised_cases(module):
         names, values = marks[0].args[0], marks[0].args[1]
         several = len(names.split(",") if isinstance(names, str) else names) > 1
         for number, value in enumerate(values):
-            arguments = tuple(getattr(value, "values", value)) if several else (getattr(value, "values", (value,))[0],)
+            if isinstance(value, PARAMETER_SET):        # pytest.param(...): its values, marks aside
+                arguments = tuple(value.values)
+            else:                                       # a tuple of arguments, or the one argument
+                arguments = tuple(value) if several else (value,)
             shown = [getattr(a, "__name__", a) if callable(a) else a for a in arguments]
             yield f"{module.__name__}::{attribute}[{number}]{shown}", test, arguments
 
