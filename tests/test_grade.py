@@ -195,7 +195,8 @@ def test_solutions_grade_at_full_marks_and_exercises_at_zero(tmp_path):
     rows = read_rows(out)
     for path in solutions:
         row, possible = rows[path.name], sum(t.points for t in checks.tasks(path.name[:2]))
-        assert (row["status"], int(row["total"])) == ("ok", possible), row
+        grade_cell = nbformat.read(out.with_name("grades-executed") / path.name, as_version=4).cells[-1].source
+        assert (row["status"], int(row["total"])) == ("ok", possible), grade_cell  # its feedback says why
     for path in exercise_copies:
         row = rows[path.name]
         assert row["status"] == "errors" and row["total"] == "0", row  # unsolved cells raise; no crash

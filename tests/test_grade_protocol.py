@@ -138,6 +138,37 @@ def test_a_check_that_passes_what_cannot_cross_is_a_check_error_not_the_students
     assert not outcome.passed and outcome.check_error and "cannot send a object" in outcome.message
 
 
+def test_each_model_a_check_sends_reaches_the_kernel_as_its_own_file(tmp_path):
+    """A check builds a model per case and drops the last one. Files were keyed by id(model), and a
+    later model can get a dropped one's id: the kernel was then given the earlier model's file
+    (check 08.2 failed a right answer so, about one grading in 25). The link now holds every model
+    it sent until it closes, so no id it knows can be reused."""
+    import gc
+    import weakref
+
+    import keras
+
+    from coursekit.tools import remote
+    link = remote.KernelLink.__new__(remote.KernelLink)   # no kernel: encoding only
+    link.callbacks, link.saved_models, link.exchange = {}, {}, tmp_path
+    sent, dropped = {}, []
+    for case in range(6):
+        inputs = keras.Input((4, 4, 3))
+        backbone = keras.Model(inputs, keras.layers.Conv2D(2, 1)(inputs), name=f"backbone_{case}")
+        outer_inputs = keras.Input((4, 4, 3))
+        model = keras.Model(outer_inputs, keras.layers.GlobalAveragePooling2D()(backbone(outer_inputs)),
+                            name=f"case_{case}")
+        sent[model.name] = link.encode(model)["file"]
+        assert link.encode(model)["file"] == sent[model.name]   # the same model is saved once
+        dropped.append(weakref.ref(model))
+        del model, backbone
+        gc.collect()
+    assert all(reference() is not None for reference in dropped)
+    assert len(set(sent.values())) == len(sent)
+    for name, file in sent.items():
+        assert keras.saving.load_model(tmp_path / file).name == name
+
+
 def test_without_an_offline_cache_the_instructors_keras_cache_is_seen_read_only(tmp_path, monkeypatch):
     (tmp_path / ".keras" / "models").mkdir(parents=True)
     monkeypatch.setenv("HOME", str(tmp_path))

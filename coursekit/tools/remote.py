@@ -85,7 +85,9 @@ class KernelLink:
         self.interrupt, self.alive = interrupt, alive
         self.stopped = False
         self.callbacks: dict[int, object] = {}
-        self.saved_models: dict[int, str] = {}
+        # id(model) -> (model, file). Holding the model keeps its id from being reused by a later
+        # model of the same check, which the kernel would otherwise be given the old file for.
+        self.saved_models: dict[int, tuple[object, str]] = {}
 
     def stop(self) -> None:
         """Stop at once (the instructor's Ctrl-C): the request in progress ends with CheckTimeout."""
@@ -249,8 +251,8 @@ class KernelLink:
                         raise CheckBug(f"the grader cannot send the model {value.name!r} to the kernel "
                                        f"({type(error).__name__}: {str(error).strip()[:120]}); build the check's "
                                        "models from layers Keras can save") from None
-                    self.saved_models[id(value)] = name
-                return {"$": "keras_model", "file": self.saved_models[id(value)]}
+                    self.saved_models[id(value)] = (value, name)
+                return {"$": "keras_model", "file": self.saved_models[id(value)][1]}
         if callable(value):
             number = len(self.callbacks)
             self.callbacks[number] = value
