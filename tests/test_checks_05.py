@@ -213,3 +213,33 @@ def test_multiple_choice_hint_is_the_same_whatever_is_wrong():
     assert outcome("05.4", "a, d, e").passed  # a string of letters works too
     assert "not options" in outcome("05.4", {"g"}).message
 
+
+
+def test_the_penalty_check_redraws_a_net_whose_masks_see_no_gradient(monkeypatch):
+    """With no gradient under the masks, the whole image and the outside of the mask give the
+    same penalty, and the right answer is 0: the check must not grade on such a drawing."""
+    from coursekit.checks import lesson05
+    draw, blank_draws = lesson05._random_digit_net, []
+
+    def first_draw_masks_nothing(rng, separate_softmax):
+        model, images, masks = draw(rng, separate_softmax)
+        if not blank_draws:
+            blank_draws.append(True)
+            masks = np.zeros_like(masks)
+        return model, images, masks
+
+    monkeypatch.setattr(lesson05, "_random_digit_net", first_draw_masks_nothing)
+    outside = outcome("05.3", lambda model, images, masks: ((input_gradients(model, images) * ~masks) ** 2).sum(axis=(1, 2)))
+    assert blank_draws and "*outside* the mask" in outside.message, outside.message
+
+
+def test_masks_that_see_no_gradient_are_told_apart():
+    from coursekit.checks.lesson05 import _masks_see_the_gradients
+    gradients = np.ones((3, 8, 8))
+    masks = np.zeros((3, 8, 8), dtype=bool)
+    masks[1:, 2:5, 2:5] = True
+    assert _masks_see_the_gradients(gradients, masks)
+    assert not _masks_see_the_gradients(gradients, np.zeros_like(masks))
+    dead_under_mask = gradients.copy()
+    dead_under_mask[2, 2:5, 2:5] = 0
+    assert not _masks_see_the_gradients(dead_under_mask, masks)

@@ -196,6 +196,28 @@ def _random_digit_net(rng: np.random.Generator, separate_softmax: bool):
     return model, images, masks
 
 
+def _masks_see_the_gradients(gradients: np.ndarray, masks: np.ndarray) -> bool:
+    """Whether every masked image keeps at least 1% of the largest image's squared gradient
+    (N, H, W) inside its mask (N, H, W, bool): ten times the check's tolerance, so the penalty
+    tells each mistake (the whole image, outside the mask) from the right answer."""
+    energy = gradients ** 2
+    inside, whole = (energy * masks).sum(axis=(1, 2)), energy.sum(axis=(1, 2))
+    masked = masks.any(axis=(1, 2))
+    return bool(masked.any() and np.all(inside[masked] >= 0.01 * whole.max()))
+
+
+def _draw_penalty_case(rng: np.random.Generator, separate_softmax: bool):
+    """A random net, its images and masks, and the reference input gradients (N, H, W) of
+    Σ_k log p_k, redrawn while a ReLU that is dead under a mask would leave it no gradient."""
+    from .. import shortcuts
+    for _ in range(20):
+        model, images, masks = _random_digit_net(rng, separate_softmax)
+        gradients = shortcuts.right_reasons_gradients(model, images)[..., 0].astype("float64")
+        if _masks_see_the_gradients(gradients, masks):
+            return model, images, masks, gradients
+    raise RuntimeError("check 05.3 drew 20 random nets whose masks saw no gradient; run it again.")
+
+
 def _input_gradients(model, images, objective: str) -> np.ndarray:
     """Input gradients (N, H, W) of a chosen objective: the reference and typical mistakes."""
     import tensorflow as tf
@@ -259,14 +281,12 @@ def _penalty_hint(got: np.ndarray, model, images, masks, gradients: np.ndarray) 
 
 @task("05.3", points=3, answer="right_reasons_penalty", title="The right-for-the-right-reasons penalty")
 def _(right_reasons_penalty):
-    from .. import shortcuts
     require_callable(right_reasons_penalty, "right_reasons_penalty")
     rng = fresh_rng()
     what = "right_reasons_penalty(model, images, masks)"
     for separate_softmax in rng.permutation([False, True]):
-        model, images, masks = _random_digit_net(rng, bool(separate_softmax))
+        model, images, masks, gradients = _draw_penalty_case(rng, bool(separate_softmax))
         count = len(images)
-        gradients = shortcuts.right_reasons_gradients(model, images)[..., 0].astype("float64")
         expected = ((gradients * masks) ** 2).sum(axis=(1, 2))
         try:
             value = call(right_reasons_penalty, model, images.copy(), masks.copy(), what=what)
