@@ -240,6 +240,11 @@ def test_masks_that_see_no_gradient_are_told_apart():
     masks[1:, 2:5, 2:5] = True
     assert _masks_see_the_gradients(gradients, masks)
     assert not _masks_see_the_gradients(gradients, np.zeros_like(masks))
-    dead_under_mask = gradients.copy()
-    dead_under_mask[2, 2:5, 2:5] = 0
-    assert not _masks_see_the_gradients(dead_under_mask, masks)
+    dead_under_masks = gradients.copy()
+    dead_under_masks[1:, 2:5, 2:5] = 0
+    assert not _masks_see_the_gradients(dead_under_masks, masks)
+    dead_under_masks[2, 4, 4] = 0.5  # 0.25 of image 0's 64: 0.4%, under the 1% needed
+    assert not _masks_see_the_gradients(dead_under_masks, masks)
+    dead_under_masks[2, 4, 4] = 1  # 1 of 64: 1.6%
+    assert _masks_see_the_gradients(dead_under_masks, masks)
+    assert not _masks_see_the_gradients(np.zeros_like(gradients), masks)
