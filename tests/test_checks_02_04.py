@@ -7,6 +7,7 @@ import tensorflow as tf
 from check_helpers import Memorised, outcome
 
 from coursekit import checks, filters
+from coursekit.checks.core import close
 
 # ----------------------------------------------------------------------------- reference answers
 
@@ -399,6 +400,19 @@ def test_wrong_answers_get_a_specific_hint(task_id, answer, words):
     result = outcome(task_id, answer)
     assert not result.passed and result.points == 0 and not result.check_error, result.message
     assert words in result.message, result.message
+
+
+@pytest.mark.parametrize("answer, words", [case[1:] for case in WRONG_04 if case[0] == "04.2"])
+def test_every_drawing_of_the_made_up_cam_case_gives_a_wrong_map_its_own_hint(answer, words):
+    """The check's made-up case alone must catch each mistake: on a random network the maps of
+    a batch can all be 0, or its pooled gradients all positive, and hide it."""
+    from coursekit.checks import lesson04
+    for seed in range(3000):
+        feature_maps, weights = lesson04._made_up_cam_case(np.random.default_rng(seed))
+        maps, weights = feature_maps.astype("float64"), weights.astype("float64")
+        got = answer(maps, weights)
+        assert not close(got, grad_cam_map(maps, weights), 1e-3), seed
+        assert words in lesson04._map_hint(got, maps, weights), (seed, lesson04._map_hint(got, maps, weights))
 
 
 @pytest.mark.parametrize("task_id", ["02.1", "02.3", "03.3", "03.4", "04.1", "04.2"])

@@ -80,6 +80,31 @@ def _map_hint(got: np.ndarray, feature_maps: np.ndarray, weights: np.ndarray) ->
             "divided by its maximum.")
 
 
+def _made_up_cam_case(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Feature maps (N, h, w, k) >= 0 and weights (N, k), N = 3 or 4, drawn so that each
+    typical mistake gives other maps than the right answer:
+    image 0 has no positive evidence (0 / 0 unless guarded); image 1 has positive evidence
+    everywhere (its minimum > 0, against subtracting the minimum); the last image has a
+    channel with a negative weight that cancels evidence (against a ReLU on the weights), and
+    a peak at least twice or at most half image 1's (against dividing by the batch's maximum)."""
+    count, h, w, k = int(rng.integers(3, 5)), int(rng.integers(3, 8)), int(rng.integers(3, 8)), int(rng.integers(3, 9))
+    feature_maps = np.maximum(rng.normal(size=(count, h, w, k)), 0)
+    weights = rng.normal(size=(count, k))
+    weights[0] = -np.abs(weights[0])
+    weights[1] = np.abs(weights[1]) + 0.1
+    feature_maps[1] += 0.1
+    last = count - 1
+    weights[last, 0], weights[last, 1] = np.abs(weights[last, 0]) + 0.5, -np.abs(weights[last, 1]) - 0.5
+    feature_maps[last, 0, 0] = feature_maps[last, -1, -1] = 0
+    feature_maps[last, 0, 0, 0] = feature_maps[last, -1, -1, 0] = 2.0   # evidence at the top-left ...
+    feature_maps[last, -1, -1, 1] = 2.0                                 # ... cancelled at the bottom-right
+    weights *= rng.uniform(0.1, 10, size=(count, 1))
+    peaks = np.maximum(np.einsum("nhwk,nk->nhw", feature_maps, weights), 0).max(axis=(1, 2))
+    if 0.5 < peaks[last] / peaks[1] < 2:
+        weights[last] *= 3
+    return feature_maps.astype("float32"), weights.astype("float32")
+
+
 def _random_cam_net(rng: np.random.Generator):
     """A random CNN with a named last convolution, a softmax head, and a batch for it."""
     import keras
@@ -106,15 +131,7 @@ def _(grad_cam_map):
     rng = fresh_rng()
     what = "grad_cam_map(feature_maps, weights)"
 
-    # made-up maps: one image with no positive evidence at all, two or three with some
-    count, h, w, k = int(rng.integers(3, 5)), int(rng.integers(3, 8)), int(rng.integers(3, 8)), int(rng.integers(3, 9))
-    feature_maps = np.maximum(rng.normal(size=(count, h, w, k)), 0).astype("float32")
-    weights = rng.normal(size=(count, k)).astype("float32")
-    weights[0] = -np.abs(weights[0])
-    weights[1:, 0] = np.abs(weights[1:, 0]) + 0.5
-    weights[1] = np.abs(weights[1])          # image 1: positive evidence everywhere, its minimum > 0
-    feature_maps[1] += 0.1
-    weights *= rng.uniform(0.1, 10, size=(count, 1)).astype("float32")
+    feature_maps, weights = _made_up_cam_case(rng)
     cases = [(feature_maps, weights, "made-up feature maps and weights")]
 
     # a random network: its feature maps and pooled gradients, against coursekit.cam.grad_cam
