@@ -214,7 +214,6 @@ def test_multiple_choice_hint_is_the_same_whatever_is_wrong():
     assert "not options" in outcome("05.4", {"g"}).message
 
 
-
 def test_the_penalty_check_redraws_a_net_whose_masks_see_no_gradient(monkeypatch):
     """With no gradient under the masks, the whole image and the outside of the mask give the
     same penalty, and the right answer is 0: the check must not grade on such a drawing."""
