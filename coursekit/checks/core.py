@@ -75,8 +75,11 @@ class Outcome:
     max_points: int
     message: str
     check_error: bool = False          # the check itself failed (a bug to report), not the answer
+    recorded: bool = False             # a multiple-choice answer kept for the instructor's grader
 
     def text(self) -> str:
+        if self.recorded:
+            return f"• {self.task} recorded ({self.max_points} points, marked by your instructor): {self.message}"
         mark = "✓" if self.passed else "✗"
         verdict = "passed" if self.passed else "not yet"
         return f"{mark} {self.task} {verdict} ({self.points}/{self.max_points} points): {self.message}"
@@ -120,6 +123,8 @@ def evaluate(task_: Task, value: Any) -> Outcome:
     _current.from_scratch = task_.from_scratch
     try:
         task_.run(value)
+    except Recorded as note:
+        return Outcome(task_.id, False, 0, task_.points, str(note), recorded=True)
     except Hint as hint:
         return Outcome(task_.id, False, 0, task_.points, str(hint))
     except Exception as error:  # a bug in the check, not in the answer
@@ -145,7 +150,10 @@ class CallWatch:
     """``with CallWatch(names) as watch:`` records in ``watch.used`` which of coursekit's functions
     ``names`` (relative dotted names) were called in the block, in this thread, however imported.
 
-    It compares code objects, so a renamed import is caught and a copy of the source is not.
+    It compares code objects, so a renamed import is caught and a copy of the source is not. Only
+    the student's own calls count: a call made inside coursekit (a public helper that uses the
+    function) does not. In the grader this watch only gives early feedback: a from-scratch answer
+    that passes is checked again in a kernel whose coursekit lacks the function (tools/scratch.py).
     """
 
     def __init__(self, names):
@@ -157,10 +165,18 @@ class CallWatch:
             self.codes[function.__code__] = f"{package}.{name}"
 
     def _profile(self, frame, event, arg):
-        if event == "call" and frame.f_code in self.codes:
+        if event == "call" and frame.f_code in self.codes and not self._inside_coursekit(frame.f_back):
             name = self.codes[frame.f_code]
             if name not in self.used:
                 self.used.append(name)
+
+    @staticmethod
+    def _inside_coursekit(caller) -> bool:
+        """Whether ``caller`` is one of coursekit's helpers (not the checks or the grader, which call
+        the answer itself)."""
+        package = __name__.rsplit(".", 2)[0]
+        name = str(caller.f_globals.get("__name__", "")) if caller is not None else ""
+        return name.startswith(package + ".") and not name.startswith((f"{package}.checks", f"{package}.tools"))
 
     def __enter__(self):
         self.previous = sys.getprofile()
@@ -276,18 +292,36 @@ def choice_key(task_id: str, letters) -> str:
     return hashlib.sha256(f"{task_id}|{','.join(sorted(letters))}".encode()).hexdigest()
 
 
+class Recorded(Hint):
+    """A multiple-choice answer that is well-formed and recorded; the instructor's grader marks it."""
+
+
+@dataclass(frozen=True)
+class Choice:
+    """A multiple-choice task's form: ``letters(value)`` is the set of letters chosen, or a Hint."""
+    letters: Callable[[Any], set]
+    hint: str
+    options: str
+    key: str | None                    # the hash coursekit holds, or None (kept by the instructor)
+
+
+CHOICES: dict[str, Choice] = {}
+
+
 def choice_task(task_id: str, *, points: int, answer: str, title: str, options: str,
-                key: str, hint: str) -> None:
+                key: str | None, hint: str) -> None:
     """Register a "select every true statement" question with options ``a``, ``b``, ...
 
     The student's answer is a set (or list, tuple, string) of option letters; ``key`` is
     :func:`choice_key` of the right set. A wrong selection gets ``hint``, the same whatever is
-    wrong, so the feedback does not point at the wrong option.
+    wrong, so the feedback does not point at the wrong option. With ``key=None`` the key is kept
+    by the instructor, outside the course (``python -m coursekit.tools.keys``): ``check()`` then
+    says only that the answer is well-formed and recorded (any right/wrong would let a student
+    try every selection), and the grader marks it with ``--keys``.
     """
     allowed = set(options)
 
-    @task(task_id, points=points, answer=answer, title=title)
-    def _(value):
+    def letters_of(value) -> set:
         if isinstance(value, str):
             value = [letter for letter in value.replace(",", " ").split()]
         if not isinstance(value, (set, frozenset, list, tuple)):
@@ -300,5 +334,28 @@ def choice_task(task_id: str, *, points: int, answer: str, title: str, options: 
             raise Hint(f"{sorted(unknown)} are not options; choose among {sorted(allowed)}.")
         if not letters:
             raise Hint("no statement selected yet: put the letters of every true statement in the set.")
+        return letters
+
+    @task(task_id, points=points, answer=answer, title=title)
+    def _(value):
+        letters = letters_of(value)
+        if key is None:
+            raise Recorded(f"your selection {sorted(letters)} is well-formed and recorded. Your instructor "
+                           "grades this question, so check() does not say whether it is right.")
         if choice_key(task_id, letters) != key:
             raise Hint(hint)
+
+    CHOICES[task_id] = Choice(letters_of, hint, options, key)
+
+
+def grade_choice(task_: Task, value: Any, right: set) -> Outcome:
+    """The outcome of multiple-choice task ``task_`` against the instructor's key ``right`` (letters)."""
+    if value is MISSING:
+        return evaluate(task_, value)
+    try:
+        letters = CHOICES[task_.id].letters(value)
+    except Hint as hint:
+        return Outcome(task_.id, False, 0, task_.points, str(hint))
+    if letters != set(right):
+        return Outcome(task_.id, False, 0, task_.points, CHOICES[task_.id].hint)
+    return Outcome(task_.id, True, task_.points, task_.points, "well done.")

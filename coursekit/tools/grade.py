@@ -3,27 +3,37 @@
     python -m coursekit.tools.grade SUBMISSION.ipynb... --out grades.csv --lesson NN [--jobs N] [--timeout SECONDS]
 
 Every submission is read into memory and hashed before the first kernel starts (the files are
-never written). Each then runs in a fresh kernel, in a temporary folder of its own, inside a
-bubblewrap sandbox (:mod:`coursekit.tools.sandbox`: read-only system and installation, private
-HOME and temporary folder, no network, its own process namespace, an allow-listed environment,
---memory-mb and --cpu-seconds per process), with a time limit for the whole notebook. Cells that
-raise do not stop it. Afterwards every task is checked in the grader's own process: the cases
-and the reference are made here, the student's answer is called in the kernel on the cases,
-and only plain data comes back (:mod:`coursekit.tools.remote`). What a notebook prints,
-patches or redefines earns nothing. A submission that runs out of time is interrupted and the
-tasks it finished are still checked; one whose kernel dies is re-run up to the cell that killed it.
+never written). Each then runs in a fresh kernel inside a bubblewrap sandbox
+(:mod:`coursekit.tools.sandbox`: read-only system and installation, nothing of the grader's
+working folder, private HOME, working and temporary folders of limited size, no network, its own
+process namespace, an unprivileged user, an allow-listed environment, and limits on memory and
+processes for the sandbox as a whole), with a time limit for the whole notebook. Cells that raise
+do not stop it. Afterwards every task is checked in the grader's own process: the cases and the
+reference are made here, the student's answer is called in the kernel on the cases, and only
+plain data comes back (:mod:`coursekit.tools.remote`). What a notebook prints, patches or
+redefines earns nothing. A submission that runs out of time is interrupted and the tasks it
+finished are still checked; one whose kernel dies is re-run up to the cell that killed it. A
+from-scratch task's answer that passed is checked again in a fresh kernel whose coursekit lacks
+the functions it must not use (:mod:`coursekit.tools.scratch`).
 
 The lesson comes from the instructor: with --lesson NN every submission is graded as lesson NN,
 and one whose notebook belongs to another lesson gets 0 (``lesson mismatch``). Without it the
-lesson is read from each notebook (its metadata, check calls or file name).
+lesson is read from each notebook (its metadata, check calls or file name). Multiple-choice tasks
+are marked against the key file given with --keys (``python -m coursekit.tools.keys``) when there
+is one, else against the keys coursekit holds.
 
 The CSV (written atomically, after every submission, only by the grader and where no kernel can
 see it) has one row per submission: file, the points of each task, total, status (ok, errors,
-timeout, kernel-died, invalid, interrupted, grader-error), reason, seconds and sandbox. A
-submission takes at most --timeout plus --check-timeout plus :data:`GRACE_SECONDS`. Executed
-copies of the submissions, ending in a grade cell, go to ``<out>-executed/``. Ctrl-C stops the
-batch: rows already graded are kept, the ones in progress are marked interrupted, and the exit
-status is 1. Otherwise the exit status is 0 whatever the submissions do; 1 when the grader failed.
+timeout, kernel-died, invalid, interrupted, grader-error), reason, seconds, sandbox, record (the
+executed copy's file name) and review (places in the code a human should look at). Text a
+student controls is written inert (:mod:`coursekit.tools.safe_text`). A submission takes at most
+--timeout plus --check-timeout plus :data:`GRACE_SECONDS` (twice the first two when a
+from-scratch answer is checked again), not counting time spent waiting for another submission's
+checks. Executed copies of the submissions, without scripts and ending in a grade cell, go to
+``<out>-executed/``. Ctrl-C stops the batch: rows already graded are kept, the ones in progress
+are marked interrupted, and the exit status is 1. A sandbox that cannot start stops the batch
+before any submission runs (exit status 1). Otherwise the exit status is 0 whatever the
+submissions do; 1 when the grader failed.
 
 Without bubblewrap (macOS, or where namespaces cannot be made) submissions run with your
 permissions, as the summary and every row say: grade notebooks you do not trust in a container
@@ -34,6 +44,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import csv
+import dataclasses
 import hashlib
 import io
 import json
@@ -53,7 +64,9 @@ import nbformat
 
 from .. import checks
 from ..checks.core import CHECK_CALL, LESSON_ID, lesson_of_file_name
-from . import sandbox
+from . import model_files, sandbox, scratch
+from .remote import Clock
+from .safe_text import inert, literal_block, spreadsheet_cell
 from .submission import Isolation, SubmissionRun, preload
 
 OUTPUT_LIMIT = 5_000_000          # characters of output kept per submission
@@ -62,6 +75,7 @@ MAX_CELLS = 2_000
 CHECK_SECONDS = 20                # time for all of a submission's checks, after its cells
 GRACE_SECONDS = 60                # per submission, beyond both: kernel start and stop, writing the record
 STATUSES = ("ok", "errors", "timeout", "kernel-died", "invalid", "interrupted", "grader-error")
+KEYS_FORMAT = "coursekit-choice-keys"
 
 
 @dataclass
@@ -74,6 +88,8 @@ class Settings:
     executed_dir: Path | None = None
     isolation: Isolation = field(default_factory=Isolation)
     sandbox_note: str = "bwrap"       # the CSV's sandbox column: bwrap, or why there is none
+    keys: dict[str, frozenset] | None = None     # multiple-choice keys from --keys, by task id
+    views: dict[str, sandbox.View] = field(default_factory=dict)   # from-scratch views, by lesson
 
 
 @dataclass
@@ -87,6 +103,8 @@ class Grade:
     feedback: dict[str, str] = field(default_factory=dict)
     check_errors: list[str] = field(default_factory=list)  # checks that failed internally
     sandbox: str = ""
+    record: str = ""                   # the executed copy's file name
+    review: list[str] = field(default_factory=list)        # for a human to look at
 
     @property
     def total(self) -> int:
@@ -101,6 +119,10 @@ class Submission:
     data: bytes | None = None
     sha256: str = ""
     problem: str | None = None         # why it cannot be graded, found while reading it
+
+
+class SandboxError(Exception):
+    """The sandbox cannot start on this machine: the batch stops before any submission runs."""
 
 
 class InvalidSubmission(Exception):
@@ -187,17 +209,73 @@ def lesson_of(notebook, path: Path, forced: str | None = None) -> str | None:
 
 
 def _grade_cell(grade: Grade, tasks: list) -> nbformat.NotebookNode:
-    lines = [f"## Grade: {grade.total} / {sum(t.points for t in tasks)} points ({grade.status})", ""]
-    if grade.reason:
-        lines += [grade.reason, ""]
-    lines += ["| task | points | feedback |", "|---|---|---|"]
+    """The grade cell: the grader's own text as Markdown, everything a student's code could have
+    shaped (feedback, reasons) as literal text."""
+    lines = [f"## Grade: {grade.total} / {sum(t.points for t in tasks)} points ({grade.status})", "",
+             "| task | points |", "|---|---|"]
     for task in tasks:
-        feedback = grade.feedback.get(task.id, "").replace("|", "\\|").replace("\n", " ")
-        lines.append(f"| {task.id} {task.title} | {grade.points.get(task.id, 0)}/{task.points} | {feedback} |")
+        title = re.sub(r"[|<>`*_\[\]\\]", " ", task.title)
+        lines.append(f"| {task.id} {title} | {grade.points.get(task.id, 0)}/{task.points} |")
+    notes = [f"{task.id}: {grade.feedback.get(task.id, '')}" for task in tasks]
+    if grade.reason:
+        notes.append(f"notes: {grade.reason}")
+    lines += ["", "Feedback:", "", literal_block(notes)]
     return nbformat.v4.new_markdown_cell("\n".join(lines))
 
 
-async def _run_and_check(notebook, workdir: Path, tasks: list, settings: Settings, deadline: float):
+# ----------------------------------------------------------------------------- what goes back to students
+
+SCRIPT_TYPES = ("application/javascript", "text/javascript", "application/x-javascript", "application/ecmascript",
+                "image/svg+xml", "application/vnd.jupyter.widget-view+json")
+_SCRIPT_BLOCKS = re.compile(r"<(script|style|iframe|object|embed)\b.*?(</\1\s*>|$)", re.I | re.S)
+_HTML_TAGS = {"a", "abbr", "b", "blockquote", "br", "caption", "code", "div", "em", "h1", "h2", "h3", "h4", "hr",
+              "i", "img", "li", "ol", "p", "pre", "small", "span", "strong", "sub", "sup", "table", "tbody", "td",
+              "tfoot", "th", "thead", "tr", "ul"}
+
+
+def _allowed_attribute(tag: str, name: str, value: str) -> bool:
+    if name in ("class", "colspan", "rowspan", "align", "title", "alt"):
+        return True
+    if tag == "img" and name == "src":
+        return value.startswith("data:image/") and not value.startswith("data:image/svg")
+    if tag == "a" and name == "href":
+        return value.startswith(("http://", "https://"))
+    return False
+
+
+def clean_html(html: str) -> str:
+    """``html`` without scripts, styles, frames, event handlers or remote images."""
+    import bleach
+    return bleach.clean(_SCRIPT_BLOCKS.sub("", html), tags=_HTML_TAGS, attributes=_allowed_attribute,
+                        protocols=["http", "https", "data"], strip=True)
+
+
+def without_scripts(notebook) -> None:
+    """Drop from an executed notebook what a browser would run: script outputs, scripts in HTML
+    outputs and in Markdown cells (done in place)."""
+    for cell in notebook.cells:
+        if cell.get("cell_type") == "markdown" and isinstance(cell.get("source"), str):
+            cell.source = _SCRIPT_BLOCKS.sub("", cell.source)
+            cell.pop("attachments", None)
+        for output in cell.get("outputs", []) if cell.get("cell_type") == "code" else []:
+            data = output.get("data")
+            if not isinstance(data, dict):
+                continue
+            for kind in [k for k in data if k in SCRIPT_TYPES or "javascript" in k]:
+                del data[kind]
+            if isinstance(data.get("text/html"), (str, list)):
+                html = data["text/html"] if isinstance(data["text/html"], str) else "".join(data["text/html"])
+                try:
+                    data["text/html"] = clean_html(html)
+                except ImportError:   # no sanitiser: keep the plain-text form only
+                    del data["text/html"]
+            if not data:
+                data["text/plain"] = "[output removed by the grader: it held a script]"
+    notebook.metadata.pop("widgets", None)
+
+
+async def _run_and_check(notebook, folder: Path, copy: Path, copy_name: str, tasks: list, settings: Settings,
+                         deadline: float, clock: Clock, lesson: str | None):
     """Run the notebook, re-running once up to a cell that killed the kernel, then check its tasks.
 
     Returns the first run's :class:`Execution` and executed notebook, whether output was
@@ -205,8 +283,9 @@ async def _run_and_check(notebook, workdir: Path, tasks: list, settings: Setting
     """
     execution, record, truncated, outcomes, stop = None, None, False, {}, None
     for attempt in (1, 2):
-        run = SubmissionRun(nbformat.from_dict(json.loads(json.dumps(notebook))), workdir, deadline,
-                            settings.timeout, settings.output_limit, settings.profile, settings.isolation)
+        run = SubmissionRun(nbformat.from_dict(json.loads(json.dumps(notebook))), folder, deadline,
+                            settings.timeout, settings.output_limit, settings.profile, settings.isolation,
+                            copy, copy_name, clock)
         async with run.kernel():
             result = await run.execute(stop)
             truncated = truncated or run.client.truncated
@@ -221,11 +300,41 @@ async def _run_and_check(notebook, workdir: Path, tasks: list, settings: Setting
                 break
             if attempt == 2:
                 execution.reason += "; graded on a re-run of the cells before it"
-            outcomes, alive = await run.check_tasks(tasks, settings.check_seconds)
+            outcomes, alive = await run.check_tasks(tasks, settings.check_seconds, settings.keys)
             if not alive:
                 execution.reason += "; the kernel died while checking"
             break
-    return execution, record, truncated, outcomes
+    rechecked = await _check_from_scratch(notebook, folder, copy, copy_name, tasks, settings, outcomes, clock, lesson)
+    return execution, record, truncated, outcomes, rechecked
+
+
+async def _check_from_scratch(notebook, folder: Path, copy: Path, copy_name: str, tasks: list, settings: Settings,
+                              outcomes: dict, clock: Clock, lesson: str | None) -> list[str]:
+    """Check again, in a fresh kernel whose coursekit lacks what they forbid, the from-scratch
+    answers that passed (:mod:`coursekit.tools.scratch`); updates ``outcomes``, returns their ids."""
+    strict = [task for task in tasks if task.from_scratch and outcomes.get(task.id, {}).get("passed")]
+    view = settings.views.get(lesson or "")
+    if not strict or view is None or settings.isolation.limits is None:
+        return []
+    stop = scratch.cells_needed(notebook, {task.answer for task in strict})
+    isolation = dataclasses.replace(settings.isolation, view=view)
+    run = SubmissionRun(nbformat.from_dict(json.loads(json.dumps(notebook))), folder,
+                        time.monotonic() + settings.timeout, settings.timeout, settings.output_limit,
+                        settings.profile, isolation, copy, copy_name, clock)
+    again = {}
+    async with run.kernel():
+        result = await run.execute(stop)
+        if result.status != "kernel-died":
+            again, _ = await run.check_tasks(strict, settings.check_seconds, settings.keys)
+    for task in strict:
+        found = again.get(task.id, {"passed": False, "message": "not checked: the kernel died", "check_error": False})
+        if not found["passed"]:
+            names = ", ".join(f"`{name.rpartition('.')[2]}`" for name in task.from_scratch)
+            outcomes[task.id] = {"passed": False, "check_error": found["check_error"],
+                                 "message": f"this task asks you to write it yourself: checked again in a fresh "
+                                            f"kernel where coursekit's {names} does not exist, your answer did not "
+                                            f"pass ({found['message']})"}
+    return [task.id for task in strict]
 
 
 def _workdir_name(name: str) -> str:
@@ -234,10 +343,27 @@ def _workdir_name(name: str) -> str:
     return stem if stem.endswith(".ipynb") else f"{stem}.ipynb"
 
 
-async def grade_submission(found: Submission, settings: Settings, record_path: Path | None = None) -> Grade:
+def record_name(name: str) -> str:
+    """The executed copy's file name: the submission's name made plain, and a hash of all of it, so
+    that two names made plain alike (``kim lee.ipynb``, ``kim_lee.ipynb``) never share a record."""
+    stem = _workdir_name(name)[:-len(".ipynb")][:60]
+    digest = hashlib.sha256(os.fsencode(name) if isinstance(name, str) else name).hexdigest()[:10]
+    return f"{stem}-{digest}.ipynb"
+
+
+def _private_folder() -> Path:
+    """A folder of the grader's for one submission: the sandbox's user may pass through it, not list it."""
+    folder = Path(tempfile.mkdtemp(prefix="coursekit-grade-"))
+    folder.chmod(0o711)
+    return folder
+
+
+async def grade_submission(found: Submission, settings: Settings, record_path: Path | None = None,
+                           clock: Clock | None = None) -> Grade:
     """Grade one submission; never raises for anything the submission does."""
     start = time.monotonic()
-    grade = Grade(file=found.name, sandbox=settings.sandbox_note)
+    clock = clock or Clock()
+    grade = Grade(file=found.name, sandbox=settings.sandbox_note, record=record_path.name if record_path else "")
     try:
         if found.problem is not None:
             grade.status, grade.reason = "invalid", found.problem
@@ -262,31 +388,37 @@ async def grade_submission(found: Submission, settings: Settings, record_path: P
             grade.status = "invalid"
             grade.reason = grade.reason or "cannot tell which lesson this is: pass --lesson NN"
             return grade
-        workdir = Path(tempfile.mkdtemp(prefix="coursekit-grade-"))
+        grade.review = scratch.review(notebook, tasks)
+        folder = await asyncio.to_thread(_private_folder)
         try:
-            (workdir / _workdir_name(found.name)).write_bytes(found.data)
-            execution, record, truncated, outcomes = await _run_and_check(
-                notebook, workdir, tasks, settings, deadline=start + settings.timeout)
+            copy = folder / "notebook.ipynb"
+            copy.write_bytes(found.data)
+            execution, record, truncated, outcomes, rechecked = await _run_and_check(
+                notebook, folder, copy, _workdir_name(found.name), tasks, settings,
+                deadline=start + clock.paused + settings.timeout, clock=clock, lesson=grade.lesson)
         finally:
-            await asyncio.to_thread(shutil.rmtree, workdir, True)
+            await asyncio.to_thread(shutil.rmtree, folder, True)
         for task in tasks:
             outcome = outcomes.get(task.id, {"passed": False, "message": "not checked", "check_error": False})
             grade.points[task.id] = task.points if outcome["passed"] else 0
             grade.feedback[task.id] = outcome["message"]
             if outcome["check_error"]:
                 grade.check_errors.append(f"{task.id}: {outcome['message'][:200]}")
+            if task.id in rechecked and not outcome["passed"]:
+                grade.review.append(f"{task.id} passed while coursekit's own functions were there, not without them")
         grade.status = execution.status
         grade.reason = _reason(execution, truncated, grade.check_errors, settings.output_limit)
         if record_path is not None:
             try:
+                without_scripts(record)
                 record.cells.append(_grade_cell(grade, tasks))
                 record.metadata["coursekit_grade"] = {"sha256": found.sha256, "total": grade.total,
                                                       "status": grade.status, "sandbox": grade.sandbox}
-                record_path.parent.mkdir(parents=True, exist_ok=True)
                 text = nbformat.writes(record)
                 record_path.write_text(text)
             except Exception as error:  # noqa: BLE001 - outputs that do not serialise: the grade stands
                 grade.reason = "; ".join(filter(None, [grade.reason, f"executed copy not written ({type(error).__name__})"]))
+                grade.record = ""
     finally:
         grade.seconds = time.monotonic() - start
     return grade
@@ -312,9 +444,9 @@ def _record_paths(found: list[Submission], folder: Path | None) -> list[Path | N
         return [None] * len(found)
     taken, result = set(), []
     for item in found:
-        name = _workdir_name(item.name)
+        name = record_name(item.name)
         stem, n = name[:-len(".ipynb")], 1
-        while name in taken:
+        while name in taken:   # the same file named twice
             n += 1
             name = f"{stem}_{n}.ipynb"
         taken.add(name)
@@ -330,16 +462,20 @@ def task_columns(grades: list[Grade]) -> list[str]:
 
 
 def write_csv(grades: list[Grade], out: Path) -> None:
-    """Write the table to ``out`` atomically: a reader sees the old file or the new one."""
+    """Write the table to ``out`` atomically: a reader sees the old file or the new one.
+
+    Every text cell goes through :func:`spreadsheet_cell`: no student's text runs as a formula.
+    """
     columns = task_columns(grades)
     buffer = io.StringIO()
     writer = csv.writer(buffer)
-    writer.writerow(["file", *columns, "total", "status", "reason", "seconds", "sandbox"])
+    writer.writerow(["file", *columns, "total", "status", "reason", "seconds", "sandbox", "record", "review"])
     for grade in grades:
         cells = [grade.points.get(column, "") if grade.lesson and column in grade.points else ""
                  for column in columns]
-        writer.writerow([grade.file, *cells, grade.total, grade.status, grade.reason, f"{grade.seconds:.1f}",
-                         grade.sandbox])
+        writer.writerow([spreadsheet_cell(grade.file), *cells, grade.total, grade.status,
+                         spreadsheet_cell(grade.reason), f"{grade.seconds:.1f}", spreadsheet_cell(grade.sandbox),
+                         spreadsheet_cell(grade.record), spreadsheet_cell("; ".join(grade.review))])
     out.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
     try:
@@ -354,6 +490,23 @@ def write_csv(grades: list[Grade], out: Path) -> None:
         raise
 
 
+def _from_scratch_lessons(settings: Settings) -> list[str]:
+    lessons = [settings.lesson] if settings.lesson else checks.lessons()
+    return [lesson for lesson in lessons if any(task.from_scratch for task in checks.tasks(lesson))]
+
+
+async def _prepare(settings: Settings, folder: Path) -> None:
+    """Before the first kernel: the sandbox must start, and the from-scratch views exist."""
+    if settings.isolation.limits is None:
+        return
+    problem = await asyncio.to_thread(sandbox.probe, settings.isolation.limits, folder, settings.isolation.hidden)
+    if problem:
+        raise SandboxError(problem)
+    for lesson in _from_scratch_lessons(settings):
+        tasks = [task for task in checks.tasks(lesson) if task.from_scratch]
+        settings.views[lesson] = await asyncio.to_thread(scratch.view, tasks, folder / f"scratch-{lesson}")
+
+
 async def grade_all(paths: list[Path], out: Path, settings: Settings, jobs: int = 1,
                     quiet: bool = False, grades: list | None = None) -> list[Grade]:
     """Grade every submission, ``jobs`` at a time, into ``grades`` (filled as they finish).
@@ -362,24 +515,53 @@ async def grade_all(paths: list[Path], out: Path, settings: Settings, jobs: int 
     keeps every row already graded in the CSV, and re-raises the cancellation.
     """
     found = [load_submission(path) for path in paths]   # all read and hashed before any kernel starts
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if settings.executed_dir is not None:
+        settings.executed_dir.mkdir(parents=True, exist_ok=True)
     await asyncio.to_thread(preload)
+    batch_folder = Path(tempfile.mkdtemp(prefix="coursekit-batch-"))
+    batch_folder.chmod(0o711)
+    try:
+        await _prepare(settings, batch_folder)
+        return await _grade_found(found, out, settings, jobs, quiet, grades)
+    finally:
+        await asyncio.to_thread(model_files.stop_builder)
+        await asyncio.to_thread(shutil.rmtree, batch_folder, True)
+
+
+async def _grade_found(found: list[Submission], out: Path, settings: Settings, jobs: int, quiet: bool,
+                       grades: list | None) -> list[Grade]:
     records = _record_paths(found, settings.executed_dir)
-    grades = [None] * len(paths) if grades is None else grades
-    grades[:] = [None] * len(paths)
+    grades = [None] * len(found) if grades is None else grades
+    grades[:] = [None] * len(found)
     limit = asyncio.Semaphore(max(1, jobs))
     done = 0
     per_submission = settings.timeout + settings.check_seconds + GRACE_SECONDS
+    if settings.views:   # a from-scratch answer may be run and checked a second time
+        per_submission += settings.timeout + settings.check_seconds
 
     async def one(index: int) -> None:
         nonlocal done
         async with limit:
-            item = found[index]
+            item, clock, start = found[index], Clock(), time.monotonic()
+            running = asyncio.ensure_future(grade_submission(item, settings, records[index], clock))
             try:
-                grade = await asyncio.wait_for(grade_submission(item, settings, records[index]), timeout=per_submission)
-            except asyncio.TimeoutError:
-                grade = Grade(file=item.name, status="timeout", sandbox=settings.sandbox_note, seconds=per_submission,
-                              reason=f"the grader stopped it after {per_submission:g} s")
+                while not running.done():
+                    left = start + per_submission + clock.paused - time.monotonic()
+                    if left <= 0:
+                        break
+                    await asyncio.wait({running}, timeout=left)
+                if running.done():
+                    grade = running.result()
+                else:
+                    running.cancel()
+                    await asyncio.wait({running})
+                    grade = Grade(file=item.name, status="timeout", sandbox=settings.sandbox_note,
+                                  seconds=time.monotonic() - start,
+                                  reason=f"the grader stopped it after {per_submission:g} s")
             except asyncio.CancelledError:
+                running.cancel()
+                await asyncio.wait({running})
                 grades[index] = Grade(file=item.name, status="interrupted", sandbox=settings.sandbox_note,
                                       reason="the instructor stopped the batch while this one ran; 0 points")
                 raise
@@ -390,10 +572,11 @@ async def grade_all(paths: list[Path], out: Path, settings: Settings, jobs: int 
             done += 1
             write_csv([g for g in grades if g is not None], out)
             if not quiet:
-                print(f"[{done}/{len(paths)}] {item.name}: {grade.total} points, {grade.status}"
-                      f"{' (' + grade.reason + ')' if grade.reason else ''} in {grade.seconds:.1f} s", flush=True)
+                reason = f" ({inert(grade.reason, 300)})" if grade.reason else ""
+                print(f"[{done}/{len(found)}] {inert(item.name)}: {grade.total} points, {grade.status}{reason} "
+                      f"in {grade.seconds:.1f} s", flush=True)
 
-    running = [asyncio.create_task(one(i)) for i in range(len(paths))]
+    running = [asyncio.create_task(one(i)) for i in range(len(found))]
     try:
         await asyncio.gather(*running)
     except asyncio.CancelledError:
@@ -446,16 +629,34 @@ def summary(grades: list[Grade], seconds: float, jobs: int, settings: Settings |
                      f"max {max(totals)} (out of {out_of}).")
     if any(g.check_errors for g in grades):
         lines.append("Some checks failed internally (see the reason column): report them to the course maintainers.")
+    flagged = sum(bool(g.review) for g in grades)
+    if flagged:
+        lines.append(f"{flagged} submission(s) to look at by hand: their code reaches for what a from-scratch task "
+                     "forbids, or for ways around a check (the review column).")
     if settings is not None:
         if settings.isolation.limits is not None:
-            limits = settings.isolation.limits
-            lines.append(f"Sandbox: bubblewrap, one per submission ({limits.memory_mb} MB of address space and "
-                         f"{limits.cpu_seconds} s of CPU per process).")
+            lines.append(f"Sandbox: {sandbox.describe(settings.isolation.limits)}.")
         else:
-            lines.append(f"NOT SANDBOXED: {settings.sandbox_note}; the submissions ran with your permissions.")
+            lines.append(f"NOT SANDBOXED: {settings.sandbox_note}; the submissions ran with your permissions, and a "
+                         "from-scratch answer was only watched in its own kernel.")
+        if settings.keys is not None:
+            lines.append(f"Multiple choice marked against your key file ({len(settings.keys)} key(s)).")
         if not settings.lesson:
             lines.append("The lesson was read from each notebook: pass --lesson NN to grade a batch as one lesson.")
     return "\n".join(lines)
+
+
+def read_keys(path: Path) -> dict[str, frozenset]:
+    """The multiple-choice keys in a key file written by ``python -m coursekit.tools.keys make``."""
+    try:
+        found = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        raise ValueError(f"cannot read the key file {path}: {error}") from None
+    keys = found.get("keys") if isinstance(found, dict) and found.get("format") == KEYS_FORMAT else None
+    if not isinstance(keys, dict) or not all(isinstance(v, list) and all(isinstance(x, str) for x in v)
+                                             for v in keys.values()):
+        raise ValueError(f"{path} is not a key file (make one with python -m coursekit.tools.keys make)")
+    return {str(task_id): frozenset(letters) for task_id, letters in keys.items()}
 
 
 def main(argv=None) -> int:
@@ -469,6 +670,8 @@ def main(argv=None) -> int:
                         help=f"seconds for all checks of one notebook, after it ran (default {CHECK_SECONDS})")
     parser.add_argument("--lesson", help="the lesson number (NN) of every submission; "
                                          "default: read from each notebook")
+    parser.add_argument("--keys", type=Path, help="the multiple-choice key file (python -m coursekit.tools.keys "
+                                                  "make); default: the keys coursekit holds")
     parser.add_argument("--profile", default="smoke", choices=["smoke", "quick", "full"],
                         help="COURSEKIT_PROFILE in the submissions' kernels (default smoke: fastest; "
                              "the checks do not depend on it)")
@@ -477,7 +680,10 @@ def main(argv=None) -> int:
     parser.add_argument("--no-executed", action="store_true", help="do not keep executed notebooks")
     parser.add_argument("--quiet", action="store_true", help="print only the summary")
     parser.add_argument("--memory-mb", type=int, default=sandbox.MEMORY_MB,
-                        help=f"address space per process in the sandbox, in MB (default {sandbox.MEMORY_MB})")
+                        help=f"memory of a sandbox's processes together, and address space of each, in MB "
+                             f"(default {sandbox.MEMORY_MB})")
+    parser.add_argument("--processes", type=int, default=sandbox.PROCESSES,
+                        help=f"processes and threads in a sandbox (default {sandbox.PROCESSES})")
     parser.add_argument("--cpu-seconds", type=int, help="CPU time per process in the sandbox (default: "
                                                         "--timeout plus --check-timeout plus 60)")
     parser.add_argument("--no-sandbox", action="store_true",
@@ -499,27 +705,44 @@ def main(argv=None) -> int:
         parser.error("--check-timeout must be a positive number of seconds")
     if args.memory_mb < 512:
         parser.error("--memory-mb must be at least 512 (TensorFlow alone needs more)")
+    if args.processes < 16:
+        parser.error("--processes must be at least 16 (TensorFlow starts a few dozen threads)")
     if args.cpu_seconds is not None and args.cpu_seconds < 1:
         parser.error("--cpu-seconds must be a positive number of seconds")
+    keys = None
+    if args.keys is not None:
+        try:
+            keys = read_keys(args.keys)
+        except ValueError as error:
+            parser.error(str(error))
     hidden = {path.resolve().parent for path in args.submissions} | {args.out.resolve().parent}
     if executed is not None:
         hidden.add(executed.resolve())
+    if args.keys is not None:
+        hidden.add(args.keys.resolve().parent)
     missing = "no sandbox: --no-sandbox given" if args.no_sandbox else sandbox.unavailable()
     if missing:
         isolation = Isolation()
     else:
         cpu = args.cpu_seconds or int(args.timeout + args.check_timeout + 60)
-        isolation = Isolation(sandbox.Limits(args.memory_mb, cpu), tuple(sorted(hidden)))
+        isolation = Isolation(sandbox.Limits(args.memory_mb, cpu, args.processes), tuple(sorted(hidden)))
     settings = Settings(timeout=args.timeout, check_seconds=args.check_timeout, profile=args.profile,
-                        lesson=args.lesson, executed_dir=executed, isolation=isolation, sandbox_note=missing or "bwrap")
+                        lesson=args.lesson, executed_dir=executed, isolation=isolation,
+                        sandbox_note=missing or "bwrap", keys=keys)
     start = time.monotonic()
     try:
         grades, interrupted = asyncio.run(_run_batch(list(args.submissions), args.out, settings, args.jobs, args.quiet))
     except KeyboardInterrupt:
         print("Interrupted: the CSV holds the submissions graded so far.", file=sys.stderr)
         return 1
+    except SandboxError as error:
+        print(f"The sandbox cannot start on this machine, so no submission was graded: {inert(error)}\n"
+              "Run the grader where bubblewrap can make namespaces and read the Python installation (when "
+              "you are root, the sandbox runs as nobody: the installation must be readable by other users), "
+              "or pass --no-sandbox for work you trust.", file=sys.stderr)
+        return 1
     except Exception as error:
-        print(f"The grader failed: {type(error).__name__}: {error}", file=sys.stderr)
+        print(f"The grader failed: {type(error).__name__}: {inert(error)}", file=sys.stderr)
         return 1
     print(summary(grades, time.monotonic() - start, args.jobs, settings))
     if interrupted:

@@ -9,13 +9,17 @@ Nothing here decides anything: it runs among the student's code, which can chang
 The grader checks and converts every reply and compares it with its own reference, so a forged
 reply can only make the student's answer look like another answer.
 
+Models cross as the bytes of their ``.keras`` files: the kernel's inside its reply, the grader's
+in the grader's exchange folder (``request["exchange"]``, read-only here).
+
 Functions the grader passes as arguments (a score function, an objective) are called back in the
 grader through the kernel's input channel (:data:`CALLBACK_PROMPT`); when called on TensorFlow
 tensors under a ``GradientTape`` they stay differentiable, the gradient coming from the grader too.
 """
 from __future__ import annotations
 
-import os
+import base64
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -24,10 +28,11 @@ from . import wire
 
 REPLY_MIME = "application/vnd.coursekit.reply+json"
 CALLBACK_PROMPT = "\x00coursekit-callback\x00"
-EXCHANGE = ".coursekit-exchange"   # folder, in the submission's working folder, for model files
+MAX_MODEL_BYTES = 50_000_000       # a model's .keras file, sent in a reply
 
 _handles: dict[int, object] = {}
 _models: dict[str, object] = {}
+_exchange = Path(".")                # the grader's exchange folder, from the request being answered
 
 
 def handle(request_text: str) -> None:
@@ -70,8 +75,9 @@ def _shell():
 
 
 def _answer(request: dict) -> dict:
+    global _exchange
     op = request.get("op")
-    folder = Path(request.get("exchange") or EXCHANGE)
+    folder = _exchange = Path(request.get("exchange") or ".")
     if op == "fetch":
         namespace = _shell().user_ns
         name = request["name"]
@@ -140,7 +146,8 @@ def _is_tensor(value) -> bool:
 
 
 def encode(value, folder: Path, depth: int = 0):
-    """``value`` in the wire format; models go to ``folder`` as files, functions become handles."""
+    """``value`` in the wire format: models as the bytes of their files, functions as handles
+    (``folder``, the grader's exchange, is passed on unused: the grader's models are read from it)."""
     if depth > wire.MAX_DEPTH:
         raise ValueError("the answer is nested too deeply")
     if value is None or isinstance(value, (bool, str)):
@@ -165,11 +172,8 @@ def encode(value, folder: Path, depth: int = 0):
         return {"$": tag, "items": [encode(item, folder, depth + 1) for item in value]}
     kind = _keras_kind(value)
     if kind == "model":
-        folder.mkdir(parents=True, exist_ok=True)
-        name = f"answer-{os.getpid()}-{len(_handles)}-{id(value)}.keras"
-        value.save(folder / name)
         _handles[len(_handles)] = value
-        return {"$": "keras_model", "file": name}
+        return {"$": "keras_model", "data": base64.b64encode(_model_bytes(value)).decode("ascii")}
     if kind == "layer":
         return {"$": "keras_layer", "name": str(getattr(value, "name", "")), "type": type(value).__name__}
     if callable(value):
@@ -177,6 +181,16 @@ def encode(value, folder: Path, depth: int = 0):
         _handles[number] = value
         return {"$": "function", "handle": number, "type": type(value).__name__}
     return {"$": "object", "type": type(value).__name__}
+
+
+def _model_bytes(model) -> bytes:
+    """The ``.keras`` file of ``model``, saved in this kernel's own temporary folder."""
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "answer.keras"
+        model.save(path)
+        if path.stat().st_size > MAX_MODEL_BYTES:
+            raise ValueError(f"the model's file is larger than {MAX_MODEL_BYTES / 1e6:.0f} MB")
+        return path.read_bytes()
 
 
 def _keras_kind(value) -> str | None:
@@ -267,7 +281,7 @@ def _value(reply: dict):
     tree = reply.get("value")
     if isinstance(tree, dict) and tree.get("$") == "array":
         return wire.decode_array(tree)
-    return _decode(tree, Path(EXCHANGE))
+    return _decode(tree, _exchange)
 
 
 # ----------------------------------------------------------------------------- output cap

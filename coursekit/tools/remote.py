@@ -3,8 +3,9 @@
 Every task's check (``coursekit/checks/lessonNN.py``) runs here, in the grader's process, exactly
 as ``check()`` runs it in a student's notebook; only the student's answer is a stand-in. A
 function answer is a :class:`RemoteFunction`: calling it sends the arguments (numbers, strings,
-numpy arrays, TensorFlow tensors, lists and dicts of them, Keras models as ``.keras`` files, the
-check's own functions as call-backs) to the kernel, which calls the student's function there
+numpy arrays, TensorFlow tensors, lists and dicts of them, Keras models as ``.keras`` files in the
+grader's exchange folder, which the kernel sees read-only, the check's own functions as
+call-backs) to the kernel, which calls the student's function there
 (:mod:`coursekit.tools.kernel_side`) and sends back plain data only, read by
 :func:`coursekit.tools.wire.decode`. A value answer is fetched as plain data. The cases, the
 reference and the comparison stay in this process, where the student's code cannot reach them.
@@ -12,28 +13,35 @@ reference and the comparison stay in this process, where the student's code cann
 What a stand-in keeps of the student's call: changes it made to array arguments (copied back),
 returning an argument itself (the grader's own object is returned), and for a TensorFlow result
 computed from tensor arguments, its gradient (the gradient of the result's sum, computed in the
-kernel). A Keras model the answer returns is loaded here from its ``.keras`` file, in Keras' safe
-mode and only when every layer in it is one of Keras' own.
+kernel). A Keras model the answer returns arrives as the bytes of its ``.keras`` file: it is read
+within bounds and built in a throw-away process first (:mod:`coursekit.tools.model_files`), then
+loaded here in Keras' safe mode, and only when every layer in it is one of Keras' own.
+
+Checks of two submissions (``--jobs 2``) share this process and Keras, one at a time
+(:data:`CHECK_LOCK`): the time a submission's checks wait for another's is not counted against it
+(:class:`Clock`).
 """
 from __future__ import annotations
 
-import json
+import base64
+import contextlib
 import keyword
-import re
+import os
+import shutil
+import tempfile
 import threading
 import time
 import uuid
-import zipfile
 from pathlib import Path
 
 import numpy as np
 
-from ..checks.core import MISSING, CheckBug, Hint, UsedForbidden, evaluate, forbidden_now
-from . import wire
-from .kernel_side import CALLBACK_PROMPT, EXCHANGE, REPLY_MIME
+from ..checks.core import CHOICES, MISSING, CheckBug, Hint, UsedForbidden, evaluate, forbidden_now, grade_choice
+from . import model_files, wire
+from .kernel_side import CALLBACK_PROMPT, REPLY_MIME
 
 MAX_MESSAGE_BYTES = 256_000_000       # one message from the kernel; a larger one cuts the connection
-MAX_MODEL_BYTES = 50_000_000
+MAX_MODEL_BYTES = model_files.MAX_MODEL_BYTES
 INTERRUPT_GRACE = 3.0                 # seconds a kernel has to stop after an interrupt
 CHECK_LOCK = threading.RLock()        # Keras is not made for building models in several threads
 
@@ -44,6 +52,19 @@ class CheckTimeout(BaseException):
 
 class KernelGone(BaseException):
     """The kernel died or stopped answering while being checked."""
+
+
+class Clock:
+    """Seconds a submission spent waiting for what other submissions hold (the shared Keras, the
+    model builder): added to its deadlines, so that a neighbour's work never costs it time."""
+
+    def __init__(self):
+        self.paused = 0.0
+        self._lock = threading.Lock()
+
+    def add(self, seconds: float) -> None:
+        with self._lock:
+            self.paused += seconds
 
 
 class StudentError(Exception):
@@ -69,25 +90,52 @@ def _named(base: type, name, fallback: str) -> type:
 class KernelLink:
     """Requests to one submission's kernel, from a grader thread, until ``deadline`` (monotonic)."""
 
-    def __init__(self, connection: dict, workdir: Path, seconds: float, interrupt, alive):
-        """``seconds`` for all checks, counted from :func:`grade_tasks`' start; ``interrupt`` and
-        ``alive`` are thread-safe functions of the kernel's manager."""
+    def __init__(self, connection: dict, exchange: Path, seconds: float, interrupt, alive,
+                 exchange_in_kernel: str | None = None, clock: Clock | None = None):
+        """``exchange``: the grader's folder for the models it sends (made by the grader, seen by the
+        kernel read-only at ``exchange_in_kernel``); ``seconds`` for all checks, counted from
+        :func:`grade_tasks`' start; ``interrupt`` and ``alive`` are thread-safe functions of the
+        kernel's manager."""
         import zmq
         from jupyter_client import BlockingKernelClient
+        self.exchange = Path(exchange)
+        self.exchange_fd = os.open(self.exchange, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+        self.exchange_in_kernel = exchange_in_kernel or str(self.exchange)
+        self.private = Path(tempfile.mkdtemp(prefix="coursekit-grader-"))  # models loaded here; no kernel sees it
         self.context = zmq.Context()
         self.context.setsockopt(zmq.MAXMSGSIZE, MAX_MESSAGE_BYTES)
         self.client = BlockingKernelClient(context=self.context)
         self.client.load_connection_info(connection)
         self.client.start_channels()
-        self.exchange = Path(workdir) / EXCHANGE
-        self.exchange.mkdir(exist_ok=True)
         self.seconds, self.deadline = seconds, time.monotonic() + seconds
+        self.clock = clock or Clock()
         self.interrupt, self.alive = interrupt, alive
         self.stopped = False
         self.callbacks: dict[int, object] = {}
         # id(model) -> (model, file). Holding the model keeps its id from being reused by a later
         # model of the same check, which the kernel would otherwise be given the old file for.
         self.saved_models: dict[int, tuple[object, str]] = {}
+
+    @contextlib.contextmanager
+    def waiting(self):
+        """``with link.waiting():`` the block's time is not counted against this submission."""
+        start = time.monotonic()
+        try:
+            yield
+        finally:
+            waited = time.monotonic() - start
+            self.deadline += waited
+            self.clock.add(waited)
+
+    @contextlib.contextmanager
+    def shared(self):
+        """``with link.shared():`` holds :data:`CHECK_LOCK`; waiting for it is not counted."""
+        with self.waiting():
+            CHECK_LOCK.acquire()
+        try:
+            yield
+        finally:
+            CHECK_LOCK.release()
 
     def stop(self) -> None:
         """Stop at once (the instructor's Ctrl-C): the request in progress ends with CheckTimeout."""
@@ -98,15 +146,17 @@ class KernelLink:
             self.client.stop_channels()
         finally:
             self.context.destroy(linger=0)
+            os.close(self.exchange_fd)
+            shutil.rmtree(self.private, ignore_errors=True)
 
     # ------------------------------------------------------------------ one request
 
     def request(self, body: dict) -> dict:
         """Send ``body`` to :func:`kernel_side.handle`; its reply (a dict), or CheckTimeout / KernelGone."""
-        body = {**body, "id": uuid.uuid4().hex, "exchange": EXCHANGE}
+        body = {**body, "id": uuid.uuid4().hex, "exchange": self.exchange_in_kernel}
         code = f"__import__('coursekit.tools.kernel_side', fromlist=['handle']).handle({wire.dumps(body)!r})"
         msg_id = self.client.execute(code, silent=False, store_history=False, allow_stdin=True, stop_on_error=False)
-        with _released(CHECK_LOCK):  # another submission's checks may use Keras meanwhile
+        with _released(CHECK_LOCK, self):  # another submission's checks may use Keras meanwhile
             return self._wait(msg_id, body["id"])
 
     def _wait(self, msg_id: str, request_id: str) -> dict:
@@ -136,7 +186,7 @@ class KernelLink:
                 content = message.get("content")
                 prompt = content.get("prompt", "") if isinstance(content, dict) else ""
                 if isinstance(prompt, str) and prompt.startswith(CALLBACK_PROMPT):
-                    with CHECK_LOCK:
+                    with self.shared():
                         answer = self._callback(prompt)
                 else:
                     answer = ""
@@ -188,31 +238,39 @@ class KernelLink:
         return wire.decode(tree, hooks)
 
     def _load_model(self, tree: dict):
-        name = str(tree.get("file", ""))
-        path = self.exchange / name
-        if not re.fullmatch(r"[\w.-]+\.keras", name) or path.is_symlink() or not path.is_file():
-            raise wire.WireError("a Keras model whose file is missing")
-        if path.stat().st_size > MAX_MODEL_BYTES:
+        """A model the kernel sent (the bytes of its ``.keras`` file), read within bounds, built in a
+        throw-away process, then loaded here in safe mode; :class:`wire.WireError` when it is refused."""
+        data = tree.get("data")
+        if type(data) is not str:
+            raise wire.WireError("a Keras model without its file")
+        if len(data) > (MAX_MODEL_BYTES + 2) // 3 * 4 + 4:
             raise wire.WireError(f"a Keras model larger than {MAX_MODEL_BYTES / 1e6:.0f} MB")
-        data = path.read_bytes()
-        copy = self.exchange.parent / f".grader-{uuid.uuid4().hex}.keras"
         try:
-            import io
-            with zipfile.ZipFile(io.BytesIO(data)) as archive:
-                config = json.loads(archive.read("config.json"))
+            data = base64.b64decode(data.encode("ascii"), validate=True)
+        except (ValueError, UnicodeEncodeError):
+            raise wire.WireError("a Keras model whose file is not base64") from None
+        try:
+            config = model_files.read_config(data)
             foreign = _foreign_classes(config)
             if foreign:
                 raise wire.WireError(f"a Keras model with layers the grader does not load ({', '.join(foreign[:3])}): "
                                      "build it from Keras' own layers")
-            import keras
-            copy.write_bytes(data)
-            return keras.models.load_model(copy, compile=False, safe_mode=True)
-        except wire.WireError:
-            raise
-        except Exception as error:  # a broken or hostile file: the answer cannot be read
+            with _released(CHECK_LOCK, self):   # the build runs in another process: Keras here is free
+                model_files.build_elsewhere(data, self.waiting)
+            return self._load_in_grader(data)
+        except (wire.WireError, model_files.ModelRefused) as error:
+            raise wire.WireError(str(error)) from None
+
+    def _load_in_grader(self, data: bytes):
+        import keras
+        path = self.private / f"{uuid.uuid4().hex}.keras"
+        try:
+            path.write_bytes(data)
+            return keras.models.load_model(path, compile=False, safe_mode=True)
+        except Exception as error:  # built in the other process, yet refused here: still the answer's fault
             raise wire.WireError(f"a Keras model that does not load ({type(error).__name__})") from None
         finally:
-            copy.unlink(missing_ok=True)
+            path.unlink(missing_ok=True)
 
     @staticmethod
     def _layer(tree: dict):
@@ -245,12 +303,7 @@ class KernelLink:
             if isinstance(value, keras.Model):
                 if id(value) not in self.saved_models:
                     name = f"grader-{len(self.saved_models)}-{uuid.uuid4().hex[:8]}.keras"
-                    try:
-                        value.save(self.exchange / name)
-                    except Exception as error:  # a layer Keras cannot save: the check must build another model
-                        raise CheckBug(f"the grader cannot send the model {value.name!r} to the kernel "
-                                       f"({type(error).__name__}: {str(error).strip()[:120]}); build the check's "
-                                       "models from layers Keras can save") from None
+                    self._send_model(value, name)
                     self.saved_models[id(value)] = (value, name)
                 return {"$": "keras_model", "file": self.saved_models[id(value)][1]}
         if callable(value):
@@ -258,6 +311,23 @@ class KernelLink:
             self.callbacks[number] = value
             return {"$": "callback", "id": number}
         raise TypeError(f"the grader cannot send a {type(value).__name__} to the kernel")
+
+    def _send_model(self, model, name: str) -> None:
+        """Save ``model`` as ``name`` in the exchange folder: saved privately, then copied in through
+        the folder's descriptor, with a new file that follows no link."""
+        private = self.private / name
+        try:
+            model.save(private)
+        except Exception as error:  # a layer Keras cannot save: the check must build another model
+            raise CheckBug(f"the grader cannot send the model {model.name!r} to the kernel "
+                           f"({type(error).__name__}: {str(error).strip()[:120]}); build the check's "
+                           "models from layers Keras can save") from None
+        try:
+            handle = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644, dir_fd=self.exchange_fd)
+            with os.fdopen(handle, "wb") as out:
+                out.write(private.read_bytes())
+        finally:
+            private.unlink(missing_ok=True)
 
     def _callback(self, prompt: str) -> str:
         """Run one of the check's functions on plain data the kernel sent; the reply as text."""
@@ -283,10 +353,11 @@ class KernelLink:
 
 
 class _released:
-    """``with _released(lock):`` lets go of ``lock`` (held by this thread, if at all) for the block."""
+    """``with _released(lock, link):`` lets go of ``lock`` (held by this thread, if at all) for the
+    block; taking it back afterwards is time ``link`` does not count (another submission held it)."""
 
-    def __init__(self, lock):
-        self.lock, self.held = lock, False
+    def __init__(self, lock, link=None):
+        self.lock, self.link, self.held = lock, link, False
 
     def __enter__(self):
         try:
@@ -297,7 +368,8 @@ class _released:
 
     def __exit__(self, *exc):
         if self.held:
-            self.lock.acquire()
+            with self.link.waiting() if self.link is not None else contextlib.nullcontext():
+                self.lock.acquire()
         return False
 
 
@@ -419,10 +491,14 @@ def _with_gradient(value, args: tuple, gradients):
     return linked(*[args[i] for i in positions])
 
 
-def grade_tasks(link: KernelLink, tasks: list) -> dict[str, dict]:
-    """Each task's outcome as ``{"passed", "message", "check_error"}``; checks stop at the link's deadline."""
+def grade_tasks(link: KernelLink, tasks: list, keys: dict | None = None) -> dict[str, dict]:
+    """Each task's outcome as ``{"passed", "message", "check_error"}``; checks stop at the link's deadline.
+
+    A multiple-choice task whose id is in ``keys`` (the instructor's key file: id -> letters) is
+    marked against it; one whose key coursekit does not hold, and the key file neither, is not marked.
+    """
     outcomes = {}
-    with CHECK_LOCK:
+    with link.shared():
         link.deadline = time.monotonic() + link.seconds
         for task in tasks:
             try:
@@ -431,7 +507,15 @@ def grade_tasks(link: KernelLink, tasks: list) -> dict[str, dict]:
                 except Hint as hint:
                     outcomes[task.id] = {"passed": False, "message": str(hint), "check_error": False}
                     continue
-                outcome = evaluate(task, value)
+                if keys is not None and task.id in keys and task.id in CHOICES:
+                    outcome = grade_choice(task, value, set(keys[task.id]))
+                else:
+                    outcome = evaluate(task, value)
+                if outcome.recorded:   # the key is the instructor's, and the grader was not given it
+                    outcomes[task.id] = {"passed": False, "check_error": True,
+                                         "message": "not marked: this question's key is kept by the instructor; "
+                                                    "grade with --keys KEYFILE"}
+                    continue
                 outcomes[task.id] = {"passed": outcome.passed, "message": outcome.message,
                                      "check_error": outcome.check_error}
             except CheckTimeout:

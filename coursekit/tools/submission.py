@@ -1,7 +1,8 @@
 """One submission in a kernel of its own (sandboxed where possible), then its tasks checked by the grader.
 
-Used by :mod:`coursekit.tools.grade`. A :class:`SubmissionRun` starts a fresh kernel in a given folder
-(inside a :mod:`coursekit.tools.sandbox` when one is given), caps the output the kernel may send,
+Used by :mod:`coursekit.tools.grade`. A :class:`SubmissionRun` starts a fresh kernel (inside a
+:mod:`coursekit.tools.sandbox` when one is given, with the grader's memory watch where no cgroup
+limits it), caps the output the kernel may send,
 runs the notebook's code cells until a deadline (a cell that raises does not stop it; one still
 running at the deadline is interrupted), then checks each task in the grader's own process with
 :mod:`coursekit.tools.remote`: the student's answers are called in the kernel and only plain data
@@ -17,6 +18,7 @@ import json
 import math
 import os
 import pkgutil
+import shutil
 import subprocess
 import time
 from dataclasses import dataclass, field
@@ -108,46 +110,68 @@ class Isolation:
     """Where a submission's kernel runs: in a sandbox (``limits`` set) or as the instructor's process."""
     limits: sandbox.Limits | None = None
     hidden: tuple[Path, ...] = ()      # folders the kernel must not see (submissions, outputs)
+    view: sandbox.View | None = None   # coursekit's files seen otherwise (a from-scratch task's run)
 
 
 class SubmissionRun:
     """One kernel running one submission, then the grader's checks of its answers."""
 
-    def __init__(self, notebook, workdir: Path, deadline: float, timeout: float, output_limit: int,
-                 profile: str = "smoke", isolation: Isolation | None = None):
-        """Run ``notebook`` with ``workdir`` as its current folder; code cells stop at ``deadline``
-        (a ``time.monotonic()`` value; ``timeout`` is the time it stands for, for messages)."""
+    def __init__(self, notebook, folder: Path, deadline: float, timeout: float, output_limit: int,
+                 profile: str = "smoke", isolation: Isolation | None = None, notebook_copy: Path | None = None,
+                 notebook_name: str = "notebook.ipynb", clock: remote.Clock | None = None):
+        """Run ``notebook``; code cells stop at ``deadline`` (a ``time.monotonic()`` value; ``timeout``
+        is the time it stands for, for messages). ``folder`` is the grader's private folder for this
+        submission: it holds the exchange folder of the models the checks send, and ``notebook_copy``
+        is copied into the kernel's working folder as ``notebook_name``."""
         self.notebook, self.deadline, self.timeout, self.output_limit = notebook, deadline, timeout, output_limit
-        self.workdir, self.isolation = Path(workdir), isolation or Isolation()
+        self.folder, self.isolation = Path(folder), isolation or Isolation()
+        self.notebook_copy, self.notebook_name, self.clock = notebook_copy, notebook_name, clock or remote.Clock()
+        self.exchange = self.folder / "exchange"
+        self.exchange.mkdir(mode=0o755, exist_ok=True)
+        self.box: sandbox.Sandbox | None = None
         self.client = CappedClient(
             notebook, output_limit, kernel_name="python3", allow_errors=True,
             interrupt_on_timeout=True, record_timing=False, shutdown_kernel="immediate",
             error_on_timeout={"ename": "Timeout", "evalue": "the notebook ran out of time", "traceback": []},
-            startup_timeout=int(max(10, min(60, timeout))),
-            resources={"metadata": {"path": str(workdir)}})
+            startup_timeout=int(max(10, min(60, timeout))))
         self.client.on_cell_executed = self._remember_reply
         self.env = {**os.environ, "COURSEKIT_PROFILE": profile, "PYDEVD_DISABLE_FILE_VALIDATION": "1"}
         self.env.pop("JPY_PARENT_PID", None)
 
+    def _working_folder(self) -> Path:
+        """Without a sandbox: a folder of the host, holding a copy of the notebook."""
+        workdir = self.folder / f"work-{id(self)}"
+        workdir.mkdir()
+        if self.notebook_copy is not None:
+            shutil.copyfile(self.notebook_copy, workdir / self.notebook_name)
+        return workdir
+
     @contextlib.asynccontextmanager
     async def kernel(self):
         """``async with run.kernel():`` starts the kernel (its own output silenced) and always stops it."""
-        sockets = None
-        if self.isolation.limits is not None:
-            sockets = self.workdir.parent / f"{self.workdir.name}-sockets"
-            sockets.mkdir(mode=0o700)
-        manager = sandbox.kernel_manager(self.workdir, sockets, list(self.isolation.hidden), self.isolation.limits)
+        watch = None
+        limits = self.isolation.limits
+        if limits is not None:
+            self.box = sandbox.Sandbox(limits, self.folder, self.exchange, self.notebook_copy, self.notebook_name,
+                                       self.isolation.hidden, self.isolation.view)
+            cwd = self.folder
+        else:
+            cwd = await asyncio.to_thread(self._working_folder)
+        manager = sandbox.kernel_manager(self.box)
         self.client.km = manager
         try:
-            await manager.start_kernel(cwd=str(self.workdir), env=self.env, stdout=subprocess.DEVNULL,
+            await manager.start_kernel(cwd=str(cwd), env=self.env, stdout=subprocess.DEVNULL,
                                        stderr=subprocess.DEVNULL)
+            if self.box is not None and self.box.cgroup is None:
+                watch = asyncio.create_task(sandbox.watch_memory(self.box, manager.provisioner.process.pid))
             await self.client.async_start_new_kernel_client()
             yield self
         finally:
+            if watch is not None:
+                watch.cancel()
             await asyncio.shield(_stop(self.client, manager))
-            if sockets is not None:
-                import shutil
-                shutil.rmtree(sockets, ignore_errors=True)
+            if self.box is not None:
+                await asyncio.to_thread(self.box.close)
 
     def _remember_reply(self, cell, cell_index, execute_reply):
         self.client.last_reply = execute_reply
@@ -174,8 +198,12 @@ class SubmissionRun:
             try:
                 await self.client.async_execute_cell(cell, index)
             except DeadKernelError:
-                return Execution("kernel-died", f"the kernel died in {where} (os._exit, a crash or "
-                                 "running out of memory)", index, result.errors)
+                if self.box is not None and self.box.out_of_memory():
+                    why = (f"the sandbox went over its memory ({self.box.limits.memory_mb} MB for all its "
+                           f"processes) in {where}")
+                else:
+                    why = f"the kernel died in {where} (os._exit, a crash or running out of memory)"
+                return Execution("kernel-died", why, index, result.errors)
             if self.client.truncated and not note_added:
                 cell.outputs.append(nbformat.v4.new_output(
                     "stream", name="stderr", text=f"\n[output truncated: the grader keeps "
@@ -219,8 +247,9 @@ class SubmissionRun:
             elif kind == "status" and content.get("execution_state") == "idle":
                 return state
 
-    async def check_tasks(self, tasks: list, seconds: float) -> tuple[dict[str, dict], bool]:
-        """Check every task in the grader, calling the answers in the kernel, within ``seconds``.
+    async def check_tasks(self, tasks: list, seconds: float, keys: dict | None = None) -> tuple[dict[str, dict], bool]:
+        """Check every task in the grader, calling the answers in the kernel, within ``seconds``
+        (multiple-choice tasks against ``keys`` when given: task id -> letters).
 
         Returns ``({task_id: {"passed", "message", "check_error"}}, kernel still alive)``.
         """
@@ -233,11 +262,13 @@ class SubmissionRun:
         def on_loop(coroutine_function):
             return asyncio.run_coroutine_threadsafe(ensure_async(coroutine_function()), loop).result(30)
 
-        link = remote.KernelLink(km.get_connection_info(), self.workdir, seconds,
-                                 interrupt=lambda: on_loop(km.interrupt_kernel), alive=lambda: on_loop(km.is_alive))
+        link = remote.KernelLink(km.get_connection_info(), self.exchange, seconds,
+                                 interrupt=lambda: on_loop(km.interrupt_kernel), alive=lambda: on_loop(km.is_alive),
+                                 exchange_in_kernel=sandbox.EXCHANGE if self.box is not None else None,
+                                 clock=self.clock)
         self.link = link
         try:
-            outcomes = await asyncio.to_thread(remote.grade_tasks, link, tasks)
+            outcomes = await asyncio.to_thread(remote.grade_tasks, link, tasks, keys)
         finally:
             link.stop()
             await asyncio.to_thread(link.close)
