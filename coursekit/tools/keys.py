@@ -57,10 +57,9 @@ def letters_from_solutions(task_id: str, folder: Path) -> list[str] | None:
             if cell.cell_type != "code" or "### BEGIN SOLUTION" not in cell.source:
                 continue
             solved = cell.source.split("### BEGIN SOLUTION", 1)[1].split("### END SOLUTION", 1)[0]
-            for node in ast.walk(ast.parse(solved.strip() or "pass")):
-                if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == task.answer
-                                                        for t in node.targets):
-                    return sorted(CHOICES[task_id].letters(ast.literal_eval(node.value)))
+            found = re.search(rf"^\s*{re.escape(task.answer)}\s*=\s*(.+)$", solved, flags=re.M)
+            if found:
+                return sorted(CHOICES[task_id].letters(ast.literal_eval(found.group(1).strip())))
     return None
 
 
