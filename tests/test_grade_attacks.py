@@ -1,11 +1,14 @@
 """The grader against a determined student: forged verdicts, attacks on the batch, unbounded work.
 
 Every submission here is a small lesson-04 notebook written for one attack, graded together in
-one sandboxed batch (``--lesson 04 --jobs 2``), once per test session. The unsolved exercise 04
-is worth 0; each attack must leave it at 0 (or, for the honest ones, at exactly the points of the
-tasks solved), leave the submissions folder, the installation, the instructor's IPython folder and
-earlier rows unchanged, and leave no process running. Tests that need the sandbox fail (not skip)
-when bubblewrap is missing: `.ci/run` installs it.
+one sandboxed batch (``--lesson 04 --jobs 2``), once per test session, the way an instructor runs
+it: from a folder of their own that holds a roster and an answer key, writing to
+``results/grades.csv`` before ``results/`` exists. The unsolved exercise 04 is worth 0; each attack
+must leave it at 0 (or, for the honest ones, at exactly the points of the tasks solved), leave the
+submissions folder, the installation, the instructor's files and IPython folder and earlier rows
+unchanged, and leave no process running. The sandbox's limits are tried apart, in one sandbox with
+small limits and no kernel; the neighbour's time with the shared lock held by the test. Tests that
+need the sandbox fail (not skip) when bubblewrap is missing: `.ci/run` installs it.
 """
 from __future__ import annotations
 
@@ -14,6 +17,7 @@ import fcntl
 import hashlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -29,7 +33,7 @@ from coursekit.tools import grade, sandbox
 ROOT = Path(__file__).resolve().parents[1]
 TIMEOUT, CHECK_TIMEOUT = 15, 30   # checks: room for one kernel to import TensorFlow on a loaded machine
 MARKER = "coursekit-attack-marker-7d1f"      # in the command line of every process an attack starts
-LIMIT_PER_SUBMISSION = TIMEOUT + CHECK_TIMEOUT + grade.GRACE_SECONDS
+LIMIT_PER_SUBMISSION = 2 * (TIMEOUT + CHECK_TIMEOUT) + grade.GRACE_SECONDS   # a from-scratch re-check included
 
 CHANNEL_WEIGHTS = """
 import numpy as np
@@ -147,6 +151,79 @@ FORGERIES = {
     ],
 }
 
+# task 04.3 (write last_spatial_layer yourself): each evasion gets coursekit's answer in a way the
+# in-kernel watch missed; in the fresh kernel the grader checks it again in, the function is not there
+SCRATCH_EVASIONS = {
+    "scratch_profiler_off.ipynb": "import sys\nfrom coursekit import models\n"
+                                  "def gradcam_layer(model):\n    sys.setprofile(None)\n"
+                                  "    return models.last_spatial_layer(model)",
+    "scratch_thread.ipynb": "import threading\nfrom coursekit import models\n"
+                            "def gradcam_layer(model):\n    found = []\n"
+                            "    worker = threading.Thread(target=lambda: found.append(models.last_spatial_layer(model)))\n"
+                            "    worker.start()\n    worker.join()\n    return found[0]",
+    "scratch_fork.ipynb": "import os\nfrom coursekit import models\n"
+                          "def gradcam_layer(model):\n    read, write = os.pipe()\n    pid = os.fork()\n"
+                          "    if pid == 0:\n        try:\n"
+                          "            os.write(write, models.last_spatial_layer(model).encode())\n"
+                          "        finally:\n            os._exit(0)\n"
+                          "    os.close(write)\n    name = os.read(read, 1000).decode()\n    os.waitpid(pid, 0)\n"
+                          "    return name",
+    "scratch_code_copy.ipynb": "import types\nfrom coursekit import models\n"
+                               "copied = types.FunctionType(models.last_spatial_layer.__code__, "
+                               "models.last_spatial_layer.__globals__)\n"
+                               "def gradcam_layer(model):\n    return copied(model)",
+    "scratch_source_again.ipynb": "import inspect, textwrap\nfrom coursekit import _inputs\n"
+                                  "namespace = dict(vars(_inputs))\n"
+                                  "exec(textwrap.dedent(inspect.getsource(_inputs.last_spatial_layer)), namespace)\n"
+                                  "def gradcam_layer(model):\n    return namespace['last_spatial_layer'](model)",
+    "scratch_patched_watch.ipynb": "import coursekit.checks.core as core\n"
+                                   "core.CallWatch.__enter__ = lambda self: self\n"
+                                   "core.CallWatch.__exit__ = lambda self, *exc: False\n"
+                                   "from coursekit import models\n"
+                                   "gradcam_layer = lambda model: models.last_spatial_layer(model)",
+}
+PRIVATE_HELPERS = ("from coursekit import _inputs\n"
+                   "def gradcam_layer(model):\n"
+                   "    for path, layer in reversed(list(_inputs.layer_paths(model).items())):\n"
+                   "        if _inputs._is_container(layer):\n            continue\n"
+                   "        if _inputs.output_rank(layer) == 4 and tuple(layer.output.shape[1:3]) != (1, 1):\n"
+                   "            return _inputs.short_name(model, path)")
+# the public require_spatial in a try/except: its error message calls last_spatial_layer inside coursekit
+REQUIRE_SPATIAL = ("from coursekit import models\n"
+                   "def gradcam_layer(model):\n"
+                   "    for layer in reversed(model.layers):\n"
+                   "        try:\n            found = models.require_spatial(model, layer.name)\n"
+                   "        except ValueError:\n            continue\n"
+                   "        if tuple(found.output.shape[1:3]) != (1, 1):\n            return layer.name")
+OWN_GRADCAM_LAYER = ("def gradcam_layer(model):\n"
+                     "    for layer in reversed(model.layers):\n"
+                     "        shape = layer.output.shape\n"
+                     "        if len(shape) == 4 and (shape[1], shape[2]) != (1, 1):\n"
+                     "            return layer.name")
+# a .keras file of 1.5 MB whose config.json inflates to 1.5 GB, sent as an answer's model
+INFLATED_MODEL = """
+import base64, io, zipfile
+import coursekit.tools.kernel_side as kernel_side
+buffer = io.BytesIO()
+with zipfile.ZipFile(buffer, 'w', zipfile.ZIP_DEFLATED) as archive:
+    archive.writestr('metadata.json', '{}')
+    with archive.open('config.json', 'w', force_zip64=True) as member:
+        chunk = b' ' * 1_000_000
+        for _ in range(1500):
+            member.write(chunk)
+BOMB = base64.b64encode(buffer.getvalue()).decode()
+real_encode = kernel_side.encode
+def encode(value, folder, depth=0):
+    if isinstance(value, str) and value == 'a model':
+        return {'$': 'keras_model', 'data': BOMB}
+    return real_encode(value, folder, depth)
+kernel_side.encode = encode
+channel_weights = lambda gradients: 'a model'
+"""
+FORGED_GRADE = "\n## Grade: 10 / 10 points (ok)\n![seen](https://example.com/x.png) <img src=x onerror=alert(1)> [here](https://example.com)"
+TEXT_NAME = "evil\n[99/99] forged.ipynb: 10 points, ok in 1.0 s\x1b[2J\x1b]52;c;ZXZpbA==\x07.ipynb"
+
+
 STARTUP = f"""
 import os
 folder = os.path.expanduser('~/.ipython/profile_default/startup')
@@ -157,7 +234,7 @@ open(os.path.expanduser('~/.keras/keras.json'), 'w').write('{{"image_data_format
 """
 
 
-def attack_cells(submissions: Path, out: Path) -> dict[str, list[str]]:
+def attack_cells(submissions: Path, out: Path, instructor: Path, planted: Path) -> dict[str, list[str]]:
     """Attacks on the batch and the instructor; they know every path, as a student could guess them."""
     classmate, notes = submissions / "honest_dict.ipynb", submissions / "notes.txt"
     core = Path(coursekit.__file__).parent / "checks" / "core.py"
@@ -206,6 +283,38 @@ def attack_cells(submissions: Path, out: Path) -> dict[str, list[str]]:
         "own_timeout_name.ipynb": ["class Timeout(Exception):\n    pass\nclass CoursekitGraderTimeout(Exception):\n    pass",
                                    "raise Timeout('the notebook ran out of time')", CHANNEL_WEIGHTS],
         "errors_after_output.ipynb": ["for _ in range(7):\n    print('x' * 1_000_000)", "1 / 0", CHANNEL_WEIGHTS],
+        "exchange_links.ipynb": [
+            "import os\nseen = {}\n"
+            f"for name in ('.coursekit-exchange', 'exchange'):\n    os.symlink({str(planted)!r}, name)\n"
+            "open('grader-exchange', 'w').write('not a folder')\n"
+            "for action, call in [('rename', lambda: os.rename('/run/coursekit/exchange', '/tmp/mine')),\n"
+            "                     ('write', lambda: open('/run/coursekit/exchange/planted.keras', 'w')),\n"
+            f"                     ('link', lambda: os.symlink({str(planted)!r}, '/run/coursekit/exchange/x.keras'))]:\n"
+            "    try:\n        call()\n        seen[action] = 'done'\n"
+            "    except OSError as error:\n        seen[action] = type(error).__name__\n"
+            "print('exchange:', seen)", OWN_GRADCAM_LAYER],
+        "inflated_model.ipynb": [INFLATED_MODEL],
+        "instructor_files.ipynb": [
+            "import os\nfound = {}\n"
+            f"for path in ({str(instructor / 'roster.csv')!r}, {str(instructor / 'answers.txt')!r}):\n"
+            "    try:\n        open(path).read()\n        found[path] = 'READ'\n"
+            "    except OSError as error:\n        found[path] = type(error).__name__\n"
+            "print('instructor files:', sorted(found.values()))\n"
+            "print('opt:', os.path.exists('/opt') and sorted(os.listdir('/opt')))\n"
+            "print('uid:', os.getuid(), os.geteuid())\n"
+            "try:\n    open('/etc/shadow').read()\n    print('shadow: READ')\n"
+            "except OSError as error:\n    print('shadow:', type(error).__name__)\n"
+            "seen = open('/proc/1/cmdline', 'rb').read().decode() + open('/proc/self/mountinfo').read()\n"
+            f"print('host paths:', [p for p in ({str(submissions)!r}, {str(instructor)!r}) if p in seen])",
+            CHANNEL_WEIGHTS],
+        "markdown_in_feedback.ipynb": [f"raise RuntimeError({FORGED_GRADE!r})",
+                                       f"def channel_weights(gradients):\n    raise RuntimeError({FORGED_GRADE!r})"],
+        "kim lee.ipynb": [CHANNEL_WEIGHTS],
+        "kim_lee.ipynb": ["x = 1"],
+        TEXT_NAME: [CHANNEL_WEIGHTS],
+        "scratch_private_helpers.ipynb": [PRIVATE_HELPERS],
+        "scratch_require_spatial.ipynb": [REQUIRE_SPATIAL],
+        **{name: [source] for name, source in SCRATCH_EVASIONS.items()},
         "bad_payload.ipynb": ["from IPython.display import display\n"
                               "display({'application/vnd.coursekit.grade+json': ['not', 'a', 'dict']}, raw=True)\n"
                               "display({'application/json': 5}, raw=True)", CHANNEL_WEIGHTS],
@@ -247,12 +356,15 @@ def huge_notebook(path: Path, cells: int) -> None:
 
 
 def grade_attacks(folder: Path) -> dict:
-    submissions = folder / "submissions"
-    submissions.mkdir(parents=True)
-    out = folder / "grades" / "grades.csv"
+    submissions, instructor, planted = folder / "submissions", folder / "instructor", folder / "planted"
+    for made in (submissions, instructor, planted):
+        made.mkdir(parents=True)
+    (instructor / "roster.csv").write_text("kim,lee\n")
+    (instructor / "answers.txt").write_text("04.4: the instructor's key\n")
+    out = instructor / "results" / "grades.csv"       # results/ does not exist yet
     for name, cells in FORGERIES.items():
         write_notebook(submissions / name, cells)
-    for name, cells in attack_cells(submissions, out).items():
+    for name, cells in attack_cells(submissions, out, instructor, planted).items():
         write_notebook(submissions / name, cells)
     write_notebook(submissions / "zz_lesson01_solution.ipynb", [
         'true_statements = {"a", "c", "e"}',
@@ -268,7 +380,6 @@ def grade_attacks(folder: Path) -> dict:
     (submissions / "notes.txt").write_text("the instructor's own note")
     install = folder_hashes(Path(coursekit.__file__).parent)
     ipython = Path.home() / ".ipython" / "profile_default" / "startup"
-    startup_before = sorted(os.listdir(ipython)) if ipython.is_dir() else []
     keras_json = Path.home() / ".keras" / "keras.json"
     keras_before = keras_json.read_text() if keras_json.exists() else None
     before = folder_hashes(submissions)
@@ -276,10 +387,12 @@ def grade_attacks(folder: Path) -> dict:
     # the planter runs before the notebook that would profit from its startup file
     order.remove(submissions / "after_startup.ipynb")
     order.insert(order.index(submissions / "planted_startup.ipynb") + 1, submissions / "after_startup.ipynb")
-    command = [sys.executable, "-c", PEAK, *map(str, order), "--out", str(out), "--lesson", "04", "--jobs", "2",
-               "--timeout", str(TIMEOUT), "--check-timeout", str(CHECK_TIMEOUT)]
+    # run as an instructor would: from their own folder (on sys.path under python -c), out in results/
+    command = [sys.executable, "-c", PEAK, *map(str, order), "--out", "results/grades.csv", "--lesson", "04",
+               "--jobs", "2", "--timeout", str(TIMEOUT), "--check-timeout", str(CHECK_TIMEOUT)]
     start = time.monotonic()
-    result = subprocess.run(command, capture_output=True, cwd=ROOT, timeout=900)
+    result = subprocess.run(command, capture_output=True, cwd=instructor, timeout=1200,
+                            env={**os.environ, "PYTHONPATH": str(ROOT)})
     seconds = time.monotonic() - start
     time.sleep(2)   # a daemon that survived would rewrite the CSV by now
     with open(out, newline="", encoding="utf-8") as handle:
@@ -289,8 +402,9 @@ def grade_attacks(folder: Path) -> dict:
             "count": len(order), "before": before, "after": folder_hashes(submissions),
             "install_before": install,
             "install_after": folder_hashes(Path(coursekit.__file__).parent),
-            "startup_before": startup_before,
-            "startup_after": sorted(os.listdir(ipython)) if ipython.is_dir() else [],
+            "planted_startup": [name for name in (os.listdir(ipython) if ipython.is_dir() else []) if MARKER in name],
+            "planted": sorted(os.listdir(planted)), "instructor": sorted(os.listdir(instructor)),
+            "submissions": str(submissions),
             "left_running": marked_processes(), "keras_before": keras_before,
             "keras_after": keras_json.read_text() if keras_json.exists() else None,
             "out": str(out), "csv": out.read_text(encoding="utf-8")}
@@ -321,6 +435,17 @@ def row(attacks, name):
     return attacks["rows"][name]
 
 
+def record(attacks, name):
+    """The executed copy of submission ``name``, as the CSV's record column names it."""
+    found = row(attacks, name)["record"]
+    assert found, name
+    return nbformat.read(Path(attacks["out"]).with_name("grades-executed") / found, as_version=4)
+
+
+def printed(notebook) -> str:
+    return "".join(o.get("text", "") for cell in notebook.cells if cell.cell_type == "code" for o in cell.outputs)
+
+
 def test_the_batch_finishes_every_row_in_its_time_and_exits_zero(attacks):
     assert attacks["returncode"] == 0, attacks["stderr"]
     assert len(attacks["rows"]) == attacks["count"], sorted(attacks["rows"])
@@ -344,7 +469,7 @@ def test_an_honest_solution_naming_variables_like_builtins_gets_its_points(attac
 
 def test_nothing_leaks_from_one_submission_to_the_next_or_to_the_instructor(attacks):
     assert row(attacks, "after_startup.ipynb")["total"] == "0"
-    assert attacks["startup_after"] == attacks["startup_before"]
+    assert attacks["planted_startup"] == []   # (the folder itself may not exist: a fresh machine)
     assert attacks["keras_after"] == attacks["keras_before"]
     assert row(attacks, "planted_startup.ipynb")["status"] == "ok"
 
@@ -354,10 +479,9 @@ def test_classmates_files_installation_and_environment_are_out_of_reach(attacks)
     assert attacks["install_after"] == attacks["install_before"]
     found = row(attacks, "classmates.ipynb")
     assert found["status"] == "errors" and "cell 2" in found["reason"], found
-    record = nbformat.read(Path(attacks["out"]).with_name("grades-executed") / "classmates.ipynb", as_version=4)
-    printed = "".join(o.get("text", "") for cell in record.cells if cell.cell_type == "code" for o in cell.outputs)
-    assert "False" in printed and "[] []" in printed     # no submission, nor the solutions, in view
-    assert "HOME" in printed and "USER" not in printed and "COURSEKIT_PROFILE" in printed
+    text = printed(record(attacks, "classmates.ipynb"))
+    assert "False" in text and "[] []" in text     # no submission, nor the solutions, in view
+    assert "HOME" in text and "USER" not in text and "COURSEKIT_PROFILE" in text
 
 
 def test_no_process_outlives_its_submission_and_the_csv_is_the_graders(attacks):
@@ -397,8 +521,8 @@ def test_odd_names_metadata_and_a_huge_notebook_get_a_row_each(attacks):
 def test_a_from_scratch_task_answered_with_coursekits_own_function_earns_nothing(attacks):
     found = row(attacks, "calls_coursekit.ipynb")
     assert (found["04.1"], found["04.3"], found["total"]) == ("2", "0", "2"), found
-    record = nbformat.read(Path(attacks["out"]).with_name("grades-executed") / "calls_coursekit.ipynb", as_version=4)
-    assert "calls coursekit's own `coursekit.models.last_spatial_layer`" in record.cells[-1].source
+    feedback = record(attacks, "calls_coursekit.ipynb").cells[-1].source
+    assert "calls coursekit's own `coursekit.models.last_spatial_layer`" in feedback
 
 
 def test_the_lesson_comes_from_the_instructor(attacks):
@@ -407,9 +531,78 @@ def test_the_lesson_comes_from_the_instructor(attacks):
 
 
 def test_grader_memory_stays_bounded(attacks):
+    """With the 600 MB reply flood and the .keras file that inflates to 1.5 GB (3.4 GB peak before)."""
     peak_mb = int(attacks["stdout"].split("PEAK_KB")[-1]) / 1000
     # TensorFlow and coursekit take the grader to about 0.85 GB; keeping the 600 MB flood would pass 1.4 GB
     assert peak_mb < 1200, f"the grader peaked at {peak_mb:.0f} MB"
+    inflated = row(attacks, "inflated_model.ipynb")
+    assert inflated["04.1"] == "0" and inflated["status"] == "ok", inflated
+    assert "inflates to more than" in record(attacks, "inflated_model.ipynb").cells[-1].source
+
+
+def test_the_grader_owns_its_exchange_and_the_notebook_cannot_redirect_it(attacks):
+    """The exchange lay in the student's folder: a link there sent the grader's model files wherever
+    it pointed, and a plain file in its place made the row a grader-error."""
+    found = row(attacks, "exchange_links.ipynb")
+    assert found["status"] == "ok" and found["04.3"] == "3", found   # the grader's models still arrive
+    assert attacks["planted"] == []
+    text = printed(record(attacks, "exchange_links.ipynb"))
+    assert "'rename': 'OSError'" in text and "'write': 'OSError'" in text and "'link': 'OSError'" in text, text
+    assert all(r["status"] != "grader-error" for r in attacks["rows"].values())
+
+
+def test_the_sandbox_sees_no_instructor_file_no_opt_no_host_path_and_is_not_root(attacks):
+    """Run from the instructor's folder (on sys.path under python -c), a notebook read the roster and
+    the answer key there; /opt was bound whole; /proc listed the host's paths; as root it kept uid 0."""
+    text = printed(record(attacks, "instructor_files.ipynb"))
+    assert "instructor files: ['FileNotFoundError', 'FileNotFoundError']" in text, text
+    assert "opt: False" in text and "host paths: []" in text, text
+    uid = int(re.search(r"uid: (\d+) (\d+)", text).group(2))
+    assert uid != 0 and "shadow: PermissionError" in text, text
+    if os.geteuid() == 0:
+        assert f"uid: {uid} {uid}" in text and uid == sandbox.sandbox_user()[0]
+    assert attacks["instructor"] == ["answers.txt", "results", "roster.csv"]   # results/ made, nothing else
+
+
+@pytest.mark.parametrize("name", sorted(SCRATCH_EVASIONS))
+def test_each_way_around_the_from_scratch_watch_earns_nothing(attacks, name):
+    found = row(attacks, name)
+    assert found["04.3"] == "0", found
+    feedback = record(attacks, name).cells[-1].source
+    assert "does not exist" in feedback or "calls coursekit's own" in feedback, feedback
+    assert found["review"], found     # and the code is flagged for a human
+
+
+def test_a_from_scratch_answer_may_use_coursekits_public_helpers(attacks):
+    honest = row(attacks, "scratch_require_spatial.ipynb")
+    assert honest["04.3"] == "3" and honest["review"] == "", honest
+    composed = row(attacks, "scratch_private_helpers.ipynb")   # rebuilt from private helpers: for a human to see
+    assert "coursekit's private helpers" in composed["review"], composed
+
+
+def test_student_text_reaches_the_terminal_the_csv_and_the_grade_cell_inert(attacks):
+    assert "\x1b" not in attacks["stdout"] and "\x07" not in attacks["stdout"]
+    lines = attacks["stdout"].splitlines()
+    assert not any(line.startswith("[99/99]") for line in lines)       # no forged progress line
+    assert all(not line.startswith("[") or re.match(r"\[\d+/\d+\] ", line) for line in lines)
+    assert "\x1b" not in attacks["csv"] and "\x07" not in attacks["csv"]
+    name = next(n for n in attacks["rows"] if n.startswith("evil"))
+    assert "\\n[99/99]" in name and "\\x1b[2J" in name and row(attacks, name)["04.1"] == "2"
+    cell = record(attacks, "markdown_in_feedback.ipynb").cells[-1].source
+    fence = re.search(r"^(`{3,})text$", cell, flags=re.M).group(1)
+    markdown = cell.split(fence)[0]                    # what a renderer reads as Markdown
+    assert markdown.count("## Grade") == 1 and "example.com" not in markdown and "<img" not in markdown
+    assert "example.com" in cell.split(fence)[1]        # the student's text, shown as text
+
+
+def test_two_names_made_plain_alike_keep_records_of_their_own(attacks):
+    """kim lee.ipynb and kim_lee.ipynb got each other's executed notebooks."""
+    spaced, underscored = row(attacks, "kim lee.ipynb"), row(attacks, "kim_lee.ipynb")
+    assert spaced["record"] != underscored["record"]
+    for name in ("kim lee.ipynb", "kim_lee.ipynb"):
+        data = (Path(attacks["submissions"]) / name).read_bytes()
+        assert record(attacks, name).metadata["coursekit_grade"]["sha256"] == hashlib.sha256(data).hexdigest()
+    assert (spaced["04.1"], underscored["04.1"]) == ("2", "0")
 
 
 def test_the_instructors_ctrl_c_stops_the_batch_and_keeps_the_rows(tmp_path):
@@ -438,3 +631,158 @@ def test_the_instructors_ctrl_c_stops_the_batch_and_keeps_the_rows(tmp_path):
     assert "c.ipynb" not in rows and "Interrupted" in stderr
     time.sleep(1)
     assert marked_processes() == []
+
+
+# ----------------------------------------------------------------------------- a sandbox's limits
+
+LIMITS = sandbox.Limits(memory_mb=1200, cpu_seconds=60, processes=64, tmp_mb=64, shm_mb=16)
+FILLER = r'''
+import json, os, subprocess, sys, time
+found = {}
+
+def fill(folder):
+    path, written = os.path.join(folder, "filler"), 0
+    try:
+        with open(path, "wb") as handle:
+            for _ in range(400):
+                handle.write(b"x" * 1_000_000)
+                handle.flush()
+                written += 1
+    except OSError:
+        pass
+    os.remove(path)
+    return written
+
+found["work"], found["var_tmp"], found["dev_shm"] = fill("."), fill("/var/tmp"), fill("/dev/shm")
+children = []
+try:
+    for _ in range(200):
+        children.append(subprocess.Popen(["sleep", "60"]))
+except OSError:
+    pass
+found["processes"] = len(children)
+for child in children:
+    child.kill()
+    child.wait()
+# three processes of 500 MB each: each within its address space, together over the sandbox's 1200 MB
+hog = "import time\nblock = bytearray(500_000_000)\nfor i in range(0, len(block), 4096):\n    block[i] = 1\ntime.sleep(6)"
+hogs = [subprocess.Popen([sys.executable, "-c", hog]) for _ in range(3)]
+found["hogs"] = sorted(hog.wait() for hog in hogs)
+print(json.dumps(found), flush=True)
+'''
+
+
+def run_in_sandbox(folder: Path, script: str, limits: sandbox.Limits = LIMITS) -> subprocess.CompletedProcess:
+    exchange = folder / "exchange"
+    exchange.mkdir(exist_ok=True)
+    box = sandbox.Sandbox(limits, folder, exchange)
+    try:
+        return subprocess.run(box.command([sys.executable, "-c", script]), capture_output=True, text=True, timeout=300)
+    finally:
+        box.close()
+
+
+@pytest.fixture(scope="module")
+def filled(tmp_path_factory):
+    if sandbox.unavailable():
+        pytest.fail(f"these tests need the sandbox: {sandbox.unavailable()}")
+    result = run_in_sandbox(tmp_path_factory.mktemp("limits"), FILLER)
+    lines = [line for line in result.stdout.splitlines() if line.startswith("{")]
+    assert lines, result.stderr[-2000:]
+    return json.loads(lines[-1])
+
+
+def test_the_working_folder_and_var_tmp_share_the_sandboxs_limited_tmp(filled):
+    """3 GB went to the working folder, 1.5 GB to /var/tmp, outside /tmp's limit."""
+    megabytes = LIMITS.tmp_mb * 2 ** 20 / 1e6     # written a million bytes at a time
+    assert 0 < filled["work"] <= megabytes and 0 < filled["var_tmp"] <= megabytes, filled
+
+
+def test_dev_shm_is_limited(filled):
+    assert 0 < filled["dev_shm"] <= LIMITS.shm_mb * 2 ** 20 / 1e6, filled
+
+
+def test_a_sandbox_cannot_start_more_than_its_processes(filled):
+    """400 processes started."""
+    assert filled["processes"] < LIMITS.processes, filled
+
+
+def test_a_sandboxs_processes_together_stay_within_its_memory(filled):
+    """Three processes of 1.2 GB each ran beside each other: each was within its address space."""
+    assert filled["hogs"].count(0) < 3, filled       # at least one was stopped (killed, or out of memory)
+
+
+def test_without_a_cgroup_the_graders_watch_kills_a_sandbox_over_its_memory(tmp_path, monkeypatch):
+    import asyncio
+    monkeypatch.setattr(sandbox, "cgroups", lambda: "no cgroups in this test")
+    exchange = tmp_path / "exchange"
+    exchange.mkdir()
+    box = sandbox.Sandbox(LIMITS, tmp_path, exchange)
+    hog = ("import subprocess, sys, time\n"
+           "code = 'b = bytearray(500_000_000)\\nfor i in range(0, len(b), 4096): b[i] = 1\\nimport time; time.sleep(30)'\n"
+           "hogs = [subprocess.Popen([sys.executable, '-c', code]) for _ in range(3)]\n"
+           "time.sleep(30)")
+
+    async def run():
+        process = await asyncio.create_subprocess_exec(*box.command([sys.executable, "-c", hog]))
+        watch = asyncio.create_task(sandbox.watch_memory(box, process.pid))
+        try:
+            return await asyncio.wait_for(process.wait(), 60)
+        finally:
+            watch.cancel()
+
+    try:
+        start = time.monotonic()
+        returncode = asyncio.run(run())
+    finally:
+        box.close()
+    assert box.out_of_memory() and returncode != 0 and time.monotonic() - start < 25
+    assert "watched by the grader" in sandbox.describe(LIMITS)
+
+
+# ----------------------------------------------------------------------------- time, and a sandbox that cannot start
+
+HELD_LOCK = """
+import sys, threading, time
+from coursekit.tools import remote
+from coursekit.tools.grade import main
+
+def neighbour():   # another submission's grader-side work: 3 s with the shared lock, again and again
+    while True:
+        with remote.CHECK_LOCK:
+            time.sleep(3)
+        time.sleep(0.05)
+
+threading.Thread(target=neighbour, daemon=True).start()
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_time_spent_waiting_for_a_neighbours_grader_side_work_is_not_counted(tmp_path):
+    """With --jobs 2 a correct solution beside a notebook that kept the grader busy got 5/10."""
+    if sandbox.unavailable():
+        pytest.fail(f"this test needs the sandbox: {sandbox.unavailable()}")
+    honest = tmp_path / "honest.ipynb"
+    write_notebook(honest, [CHANNEL_WEIGHTS])
+    out = tmp_path / "grades.csv"
+    result = subprocess.run([sys.executable, "-c", HELD_LOCK, str(honest), "--out", str(out), "--lesson", "04",
+                             "--no-executed", "--timeout", "60", "--check-timeout", "6"],
+                            capture_output=True, text=True, cwd=ROOT, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    found = next(csv.DictReader(open(out, newline="")))
+    assert found["04.1"] == "2", found     # its checks waited 3 s for the lock at each of its requests
+
+
+def test_a_sandbox_that_cannot_start_is_one_clear_error_for_the_batch(tmp_path, monkeypatch, capsys):
+    if sandbox.unavailable():
+        pytest.fail(f"this test needs the sandbox: {sandbox.unavailable()}")
+    notebooks = []
+    for name in ("a.ipynb", "b.ipynb"):
+        notebooks.append(tmp_path / name)
+        write_notebook(notebooks[-1], [CHANNEL_WEIGHTS])
+    monkeypatch.setattr(sandbox, "installation_folders", lambda: [tmp_path / "no-such-installation"])
+    out = tmp_path / "results" / "grades.csv"
+    assert grade.main([*map(str, notebooks), "--out", str(out), "--lesson", "04", "--quiet"]) == 1
+    error = capsys.readouterr().err
+    assert error.count("The sandbox cannot start") == 1 and "no-such-installation" in error, error
+    assert not out.exists() and out.parent.is_dir()    # no row graded; the output folder made first
