@@ -15,7 +15,7 @@ import nbformat
 import pytest
 
 from coursekit import checks
-from coursekit.tools import grade, submission
+from coursekit.tools import grade, sandbox, submission
 
 ROOT = Path(__file__).resolve().parents[1]
 BATCH_TIMEOUT = 20  # no notebook of the batch imports TensorFlow while it runs
@@ -121,6 +121,11 @@ def batch(tmp_path_factory, worker_id):
         return json.loads(saved.read_text())
 
 
+def read_record(out, row):
+    """The executed copy of a row's submission, named in its record column."""
+    return nbformat.read(Path(out).with_name(f"{Path(out).stem}-executed") / row["record"], as_version=4)
+
+
 def points(row, task_id):
     return int(row[task_id])
 
@@ -130,7 +135,8 @@ def test_batch_grades_every_submission_and_exits_zero(batch):
     assert set(batch["rows"]) == set(SUBMISSIONS)
     assert "Graded 6 submission(s)" in batch["stdout"]
     header = next(csv.reader(open(batch["out"])))
-    assert header == ["file", "01.1", "01.2", "01.3", "01.4", "total", "status", "reason", "seconds", "sandbox"]
+    assert header == ["file", "01.1", "01.2", "01.3", "01.4", "total", "status", "reason", "seconds", "sandbox",
+                      "record", "review"]
 
 
 def test_submissions_are_byte_for_byte_unchanged(batch):
@@ -159,7 +165,7 @@ def test_kernel_death_is_reported_and_what_ran_before_is_graded(batch):
 def test_printing_pass_text_redefining_check_or_patching_coursekit_earns_nothing(batch):
     row = batch["rows"]["fake.ipynb"]
     assert row["total"] == "0", row
-    record = nbformat.read(Path(batch["out"]).with_name("grades-executed") / "fake.ipynb", as_version=4)
+    record = read_record(batch["out"], row)
     printed = "".join(o.get("text", "") for cell in record.cells if cell.cell_type == "code" for o in cell.outputs)
     assert "01.3 passed" in printed  # the notebook did claim it passed
     assert record.cells[-1].source.startswith("## Grade: 0 / 10 points")
@@ -168,9 +174,9 @@ def test_printing_pass_text_redefining_check_or_patching_coursekit_earns_nothing
 def test_deleting_files_only_touches_its_own_temporary_folder(batch):
     row = batch["rows"]["deleter.ipynb"]
     assert row["status"] == "ok" and row["total"] == "2"
-    record = nbformat.read(Path(batch["out"]).with_name("grades-executed") / "deleter.ipynb", as_version=4)
+    record = read_record(batch["out"], row)
     printed = record.cells[1].outputs[0]["text"]
-    assert batch["folder"] not in printed and "coursekit-grade-" in printed
+    assert batch["folder"] not in printed and (sandbox.WORKDIR in printed or "coursekit-grade-" in printed)
 
 
 def test_one_task_solved_earns_exactly_its_points(batch):
@@ -195,14 +201,14 @@ def test_solutions_grade_at_full_marks_and_exercises_at_zero(tmp_path):
     rows = read_rows(out)
     for path in solutions:
         row, possible = rows[path.name], sum(t.points for t in checks.tasks(path.name[:2]))
-        grade_cell = nbformat.read(out.with_name("grades-executed") / path.name, as_version=4).cells[-1].source
+        grade_cell = read_record(out, row).cells[-1].source
         assert (row["status"], int(row["total"])) == ("ok", possible), grade_cell  # its feedback says why
     for path in exercise_copies:
         row = rows[path.name]
         assert row["status"] == "errors" and row["total"] == "0", row  # unsolved cells raise; no crash
         # exactly the cells tagged raises-exception raised: the tags that let nbval run exercises/
         # (nbval accepts an error in a tagged cell but does not require one) are not too broad
-        record = nbformat.read(out.with_name("grades-executed") / path.name, as_version=4)
+        record = read_record(out, row)
         code = [cell for cell in record.cells if cell.cell_type == "code"]
         raised = [i for i, cell in enumerate(code) if any(o.output_type == "error" for o in cell.outputs)]
         tagged = [i for i, cell in enumerate(code) if "raises-exception" in cell.metadata.get("tags", [])]
@@ -234,7 +240,7 @@ def test_100_mb_of_output_keeps_grader_memory_bounded_and_the_record_truncated(t
     assert peak - baseline < 40_000, f"grader grew by {(peak - baseline) / 1000:.0f} MB for 100 MB of output"
     row = read_rows(tmp_path / "loud.csv")["loud.ipynb"]
     assert row["status"] == "ok" and row["total"] == "2" and "output truncated" in row["reason"]
-    record = nbformat.read(tmp_path / "loud-executed" / "loud.ipynb", as_version=4)
+    record = read_record(tmp_path / "loud.csv", row)
     kept = sum(len(o.get("text", "")) for cell in record.cells if cell.cell_type == "code" for o in cell.outputs)
     assert kept <= grade.OUTPUT_LIMIT + 1000
     assert "[output truncated" in nbformat.writes(record)
@@ -261,7 +267,7 @@ def test_csv_is_replaced_atomically_and_leaves_no_temporary_files(tmp_path):
     grade.write_csv(rows, out)
     assert [p.name for p in tmp_path.iterdir()] == ["grades.csv"]
     table = list(csv.reader(open(out)))
-    assert table[0] == ["file", "01.1", "01.2", "total", "status", "reason", "seconds", "sandbox"]
+    assert table[0] == ["file", "01.1", "01.2", "total", "status", "reason", "seconds", "sandbox", "record", "review"]
     assert table[1][:4] == ["a.ipynb", "3", "0", "3"] and table[2][1:5] == ["", "", "0", "invalid"]
 
 

@@ -221,7 +221,7 @@ kernel_side.encode = encode
 channel_weights = lambda gradients: 'a model'
 """
 FORGED_GRADE = "\n## Grade: 10 / 10 points (ok)\n![seen](https://example.com/x.png) <img src=x onerror=alert(1)> [here](https://example.com)"
-TEXT_NAME = "evil\n[99/99] forged.ipynb: 10 points, ok in 1.0 s\x1b[2J\x1b]52;c;ZXZpbA==\x07.ipynb"
+TEXT_NAME = "evil\nGraded 40 submission(s): 40 ok\x1b[2J\x1b]52;c;ZXZpbA==\x07.ipynb"   # a forged line, escapes
 
 
 STARTUP = f"""
@@ -583,11 +583,11 @@ def test_a_from_scratch_answer_may_use_coursekits_public_helpers(attacks):
 def test_student_text_reaches_the_terminal_the_csv_and_the_grade_cell_inert(attacks):
     assert "\x1b" not in attacks["stdout"] and "\x07" not in attacks["stdout"]
     lines = attacks["stdout"].splitlines()
-    assert not any(line.startswith("[99/99]") for line in lines)       # no forged progress line
+    assert not any(line.startswith("Graded 40") for line in lines)       # no forged line
     assert all(not line.startswith("[") or re.match(r"\[\d+/\d+\] ", line) for line in lines)
     assert "\x1b" not in attacks["csv"] and "\x07" not in attacks["csv"]
     name = next(n for n in attacks["rows"] if n.startswith("evil"))
-    assert "\\n[99/99]" in name and "\\x1b[2J" in name and row(attacks, name)["04.1"] == "2"
+    assert "\\nGraded 40" in name and "\\x1b[2J" in name and row(attacks, name)["04.1"] == "2"
     cell = record(attacks, "markdown_in_feedback.ipynb").cells[-1].source
     fence = re.search(r"^(`{3,})text$", cell, flags=re.M).group(1)
     markdown = cell.split(fence)[0]                    # what a renderer reads as Markdown

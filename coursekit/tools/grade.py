@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import csv
 import dataclasses
 import hashlib
@@ -560,10 +561,11 @@ async def _grade_found(found: list[Submission], out: Path, settings: Settings, j
                                   seconds=time.monotonic() - start,
                                   reason=f"the grader stopped it after {per_submission:g} s")
             except asyncio.CancelledError:
-                running.cancel()
-                await asyncio.wait({running})
                 grades[index] = Grade(file=item.name, status="interrupted", sandbox=settings.sandbox_note,
                                       reason="the instructor stopped the batch while this one ran; 0 points")
+                running.cancel()
+                with contextlib.suppress(asyncio.CancelledError):   # its kernel stops before the batch ends
+                    await asyncio.wait({running})
                 raise
             except Exception as error:  # a failure of the grader, not of the submission
                 grade = Grade(file=item.name, status="grader-error", sandbox=settings.sandbox_note,
