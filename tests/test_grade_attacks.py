@@ -152,45 +152,47 @@ FORGERIES = {
 }
 
 # task 04.3 (write last_spatial_layer yourself): each evasion gets coursekit's answer in a way the
-# in-kernel watch missed; in the fresh kernel the grader checks it again in, the function is not there
+# in-kernel watch missed; in the fresh kernel the grader checks it again in, the function is not there.
+# (Imports inside the functions: TensorFlow is imported while checking, not in the 15 s of the cells.)
 SCRATCH_EVASIONS = {
-    "scratch_profiler_off.ipynb": "import sys\nfrom coursekit import models\n"
-                                  "def gradcam_layer(model):\n    sys.setprofile(None)\n"
-                                  "    return models.last_spatial_layer(model)",
-    "scratch_thread.ipynb": "import threading\nfrom coursekit import models\n"
-                            "def gradcam_layer(model):\n    found = []\n"
+    "scratch_profiler_off.ipynb": "import sys\n"
+                                  "def gradcam_layer(model):\n    from coursekit import models\n"
+                                  "    sys.setprofile(None)\n    return models.last_spatial_layer(model)",
+    "scratch_thread.ipynb": "import threading\n"
+                            "def gradcam_layer(model):\n    from coursekit import models\n    found = []\n"
                             "    worker = threading.Thread(target=lambda: found.append(models.last_spatial_layer(model)))\n"
                             "    worker.start()\n    worker.join()\n    return found[0]",
-    "scratch_fork.ipynb": "import os\nfrom coursekit import models\n"
-                          "def gradcam_layer(model):\n    read, write = os.pipe()\n    pid = os.fork()\n"
+    "scratch_fork.ipynb": "import os\n"
+                          "def gradcam_layer(model):\n    from coursekit import models\n"
+                          "    read, write = os.pipe()\n    pid = os.fork()\n"
                           "    if pid == 0:\n        try:\n"
                           "            os.write(write, models.last_spatial_layer(model).encode())\n"
                           "        finally:\n            os._exit(0)\n"
                           "    os.close(write)\n    name = os.read(read, 1000).decode()\n    os.waitpid(pid, 0)\n"
                           "    return name",
-    "scratch_code_copy.ipynb": "import types\nfrom coursekit import models\n"
-                               "copied = types.FunctionType(models.last_spatial_layer.__code__, "
-                               "models.last_spatial_layer.__globals__)\n"
-                               "def gradcam_layer(model):\n    return copied(model)",
-    "scratch_source_again.ipynb": "import inspect, textwrap\nfrom coursekit import _inputs\n"
-                                  "namespace = dict(vars(_inputs))\n"
-                                  "exec(textwrap.dedent(inspect.getsource(_inputs.last_spatial_layer)), namespace)\n"
-                                  "def gradcam_layer(model):\n    return namespace['last_spatial_layer'](model)",
+    "scratch_code_copy.ipynb": "import types\n"
+                               "def gradcam_layer(model):\n    from coursekit import models\n"
+                               "    original = models.last_spatial_layer\n"
+                               "    code = original.__code__.replace(co_name='copied')\n"
+                               "    return types.FunctionType(code, original.__globals__)(model)",
+    "scratch_source_again.ipynb": "import inspect, textwrap\n"
+                                  "def gradcam_layer(model):\n    from coursekit import _inputs\n"
+                                  "    namespace = dict(vars(_inputs))\n"
+                                  "    exec(textwrap.dedent(inspect.getsource(_inputs.last_spatial_layer)), namespace)\n"
+                                  "    return namespace['last_spatial_layer'](model)",
     "scratch_patched_watch.ipynb": "import coursekit.checks.core as core\n"
                                    "core.CallWatch.__enter__ = lambda self: self\n"
                                    "core.CallWatch.__exit__ = lambda self, *exc: False\n"
-                                   "from coursekit import models\n"
-                                   "gradcam_layer = lambda model: models.last_spatial_layer(model)",
+                                   "def gradcam_layer(model):\n    from coursekit import models\n"
+                                   "    return models.last_spatial_layer(model)",
+    "scratch_private_helpers.ipynb": "def gradcam_layer(model):\n    from coursekit import _inputs\n"
+                                     "    for path, layer in reversed(list(_inputs.layer_paths(model).items())):\n"
+                                     "        if _inputs._is_container(layer):\n            continue\n"
+                                     "        if _inputs.output_rank(layer) == 4 and tuple(layer.output.shape[1:3]) != (1, 1):\n"
+                                     "            return _inputs.short_name(model, path)",
 }
-PRIVATE_HELPERS = ("from coursekit import _inputs\n"
-                   "def gradcam_layer(model):\n"
-                   "    for path, layer in reversed(list(_inputs.layer_paths(model).items())):\n"
-                   "        if _inputs._is_container(layer):\n            continue\n"
-                   "        if _inputs.output_rank(layer) == 4 and tuple(layer.output.shape[1:3]) != (1, 1):\n"
-                   "            return _inputs.short_name(model, path)")
 # the public require_spatial in a try/except: its error message calls last_spatial_layer inside coursekit
-REQUIRE_SPATIAL = ("from coursekit import models\n"
-                   "def gradcam_layer(model):\n"
+REQUIRE_SPATIAL = ("def gradcam_layer(model):\n    from coursekit import models\n"
                    "    for layer in reversed(model.layers):\n"
                    "        try:\n            found = models.require_spatial(model, layer.name)\n"
                    "        except ValueError:\n            continue\n"
@@ -277,8 +279,8 @@ def attack_cells(submissions: Path, out: Path, instructor: Path, planted: Path) 
             "os.kill(os.getppid(), signal.SIGINT)",
             CHANNEL_WEIGHTS],
         "sigstop.ipynb": ["import os, signal\nos.kill(os.getppid(), signal.SIGSTOP)\nos.kill(os.getpid(), signal.SIGSTOP)"],
-        "calls_coursekit.ipynb": [CHANNEL_WEIGHTS, "import coursekit.models as helpers\n"
-                                                   "gradcam_layer = lambda model: helpers.last_spatial_layer(model)"],
+        "calls_coursekit.ipynb": [CHANNEL_WEIGHTS, "gradcam_layer = lambda model: __import__('coursekit.models', "
+                                                   "fromlist=['x']).last_spatial_layer(model)"],
         "honest_dict.ipynb": ["dict = {'a': 1}\nlist = [1, 2]\nstr = 'text'\nset = None\n", CHANNEL_WEIGHTS],
         "own_timeout_name.ipynb": ["class Timeout(Exception):\n    pass\nclass CoursekitGraderTimeout(Exception):\n    pass",
                                    "raise Timeout('the notebook ran out of time')", CHANNEL_WEIGHTS],
@@ -312,9 +314,9 @@ def attack_cells(submissions: Path, out: Path, instructor: Path, planted: Path) 
         "kim lee.ipynb": [CHANNEL_WEIGHTS],
         "kim_lee.ipynb": ["x = 1"],
         TEXT_NAME: [CHANNEL_WEIGHTS],
-        "scratch_private_helpers.ipynb": [PRIVATE_HELPERS],
         "scratch_require_spatial.ipynb": [REQUIRE_SPATIAL],
-        **{name: [source] for name, source in SCRATCH_EVASIONS.items()},
+        # one evasion through the whole grader; each of them in a sandbox of the re-check below
+        "scratch_thread.ipynb": [SCRATCH_EVASIONS["scratch_thread.ipynb"]],
         "bad_payload.ipynb": ["from IPython.display import display\n"
                               "display({'application/vnd.coursekit.grade+json': ['not', 'a', 'dict']}, raw=True)\n"
                               "display({'application/json': 5}, raw=True)", CHANNEL_WEIGHTS],
@@ -564,20 +566,17 @@ def test_the_sandbox_sees_no_instructor_file_no_opt_no_host_path_and_is_not_root
     assert attacks["instructor"] == ["answers.txt", "results", "roster.csv"]   # results/ made, nothing else
 
 
-@pytest.mark.parametrize("name", sorted(SCRATCH_EVASIONS))
-def test_each_way_around_the_from_scratch_watch_earns_nothing(attacks, name):
-    found = row(attacks, name)
-    assert found["04.3"] == "0", found
-    feedback = record(attacks, name).cells[-1].source
-    assert "does not exist" in feedback or "calls coursekit's own" in feedback, feedback
-    assert found["review"], found     # and the code is flagged for a human
+def test_a_way_around_the_from_scratch_watch_earns_nothing_through_the_grader(attacks):
+    found = row(attacks, "scratch_thread.ipynb")
+    assert found["04.3"] == "0" and "threads or other processes" in found["review"], found
+    assert "does not exist" in record(attacks, "scratch_thread.ipynb").cells[-1].source
 
 
 def test_a_from_scratch_answer_may_use_coursekits_public_helpers(attacks):
+    """04.3 answered with the public require_spatial in a try/except got 0: its message calls
+    last_spatial_layer inside coursekit."""
     honest = row(attacks, "scratch_require_spatial.ipynb")
     assert honest["04.3"] == "3" and honest["review"] == "", honest
-    composed = row(attacks, "scratch_private_helpers.ipynb")   # rebuilt from private helpers: for a human to see
-    assert "coursekit's private helpers" in composed["review"], composed
 
 
 def test_student_text_reaches_the_terminal_the_csv_and_the_grade_cell_inert(attacks):
@@ -738,6 +737,82 @@ def test_without_a_cgroup_the_graders_watch_kills_a_sandbox_over_its_memory(tmp_
         box.close()
     assert box.out_of_memory() and returncode != 0 and time.monotonic() - start < 25
     assert "watched by the grader" in sandbox.describe(LIMITS)
+
+
+# ----------------------------------------------------------------------------- the from-scratch re-check's sandbox
+
+EVASION_RUNNER = r'''
+import json, sys
+import keras
+inputs = keras.Input((16, 16, 3))
+x = keras.layers.Conv2D(3, 3, padding="same", name="conv_a")(inputs)
+x = keras.layers.MaxPooling2D(2, name="pool_b")(x)
+x = keras.layers.Conv2D(4, 3, padding="same", name="conv_c")(x)
+x = keras.layers.GlobalAveragePooling2D(keepdims=True, name="gap_d")(x)
+model = keras.Model(inputs, keras.layers.Dense(2, name="dense_e")(keras.layers.Flatten(name="flat")(x)))
+found = {}
+for name, source in json.loads(sys.argv[1]).items():
+    namespace = {"__name__": "__main__"}
+    try:
+        exec(source, namespace)
+        found[name] = namespace["gradcam_layer"](model)
+    except BaseException as error:
+        found[name] = type(error).__name__
+print("EVASIONS", json.dumps(found), flush=True)
+'''
+
+
+@pytest.fixture(scope="module")
+def evasions(tmp_path_factory):
+    """Each evasion's answer to a model whose right answer is conv_c, in a sandbox as the re-check's
+    kernel sees coursekit, and in one with coursekit as it is (which shows each evasion works)."""
+    from coursekit import checks
+    from coursekit.tools import scratch
+    if sandbox.unavailable():
+        pytest.fail(f"these tests need the sandbox: {sandbox.unavailable()}")
+    folder = tmp_path_factory.mktemp("evasions")
+    folder.chmod(0o711)
+    view = scratch.view([task for task in checks.tasks("04") if task.from_scratch], folder / "view")
+    found = {}
+    for kind, seen in (("re-check", view), ("plain", None)):
+        exchange = folder / f"exchange-{kind}"
+        exchange.mkdir()
+        box = sandbox.Sandbox(sandbox.Limits(cpu_seconds=300), folder, exchange, view=seen)
+        try:
+            result = subprocess.run(box.command([sys.executable, "-c", EVASION_RUNNER, json.dumps(SCRATCH_EVASIONS)]),
+                                    capture_output=True, text=True, timeout=600)
+        finally:
+            box.close()
+        lines = [line for line in result.stdout.splitlines() if line.startswith("EVASIONS ")]
+        assert lines, result.stderr[-3000:]
+        found[kind] = json.loads(lines[-1][len("EVASIONS "):])
+    return found
+
+
+@pytest.mark.parametrize("name", sorted(set(SCRATCH_EVASIONS) - {"scratch_private_helpers.ipynb"}))
+def test_each_way_around_the_from_scratch_watch_finds_nothing_to_call_in_the_re_check(evasions, name):
+    """Turning the profiler off, a thread, a forked child, a copied code object, the source run again
+    and a patched watch each earned full points: the watch ran in the student's process."""
+    assert evasions["plain"][name] == "conv_c", evasions["plain"]     # with coursekit as it is, it works
+    assert evasions["re-check"][name] != "conv_c", evasions["re-check"]
+    import nbformat
+
+    from coursekit import checks
+    from coursekit.tools import scratch
+    notebook = nbformat.v4.new_notebook()
+    notebook.cells = [nbformat.v4.new_code_cell(SCRATCH_EVASIONS[name])]
+    assert len(scratch.review(notebook, checks.tasks("04"))) >= 2   # and a human is told where to look
+
+
+def test_an_answer_rebuilt_from_coursekits_private_helpers_is_left_to_a_human(evasions):
+    import nbformat
+
+    from coursekit import checks
+    from coursekit.tools import scratch
+    assert evasions["re-check"]["scratch_private_helpers.ipynb"] == "conv_c"    # what a kernel cannot tell
+    notebook = nbformat.v4.new_notebook()
+    notebook.cells = [nbformat.v4.new_code_cell(SCRATCH_EVASIONS["scratch_private_helpers.ipynb"])]
+    assert any("coursekit's private helpers" in found for found in scratch.review(notebook, checks.tasks("04")))
 
 
 # ----------------------------------------------------------------------------- time, and a sandbox that cannot start
