@@ -12,6 +12,7 @@ need the sandbox fail (not skip) when bubblewrap is missing: `.ci/run` installs 
 """
 from __future__ import annotations
 
+import base64
 import csv
 import fcntl
 import hashlib
@@ -26,12 +27,13 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from zip_bomb import zip_bomb
 
 import coursekit
 from coursekit.tools import grade, sandbox
 
 ROOT = Path(__file__).resolve().parents[1]
-TIMEOUT, CHECK_TIMEOUT = 15, 30   # checks: room for one kernel to import TensorFlow on a loaded machine
+TIMEOUT, CHECK_TIMEOUT = 30, 60   # room for a kernel to import TensorFlow, cells or checks, on a loaded machine
 MARKER = "coursekit-attack-marker-7d1f"      # in the command line of every process an attack starts
 LIMIT_PER_SUBMISSION = 2 * (TIMEOUT + CHECK_TIMEOUT) + grade.GRACE_SECONDS   # a from-scratch re-check included
 
@@ -202,22 +204,15 @@ OWN_GRADCAM_LAYER = ("def gradcam_layer(model):\n"
                      "        shape = layer.output.shape\n"
                      "        if len(shape) == 4 and (shape[1], shape[2]) != (1, 1):\n"
                      "            return layer.name")
-# a .keras file of 1.5 MB whose config.json inflates to 1.5 GB, sent as an answer's model
+# a .keras file of 1.5 MB whose config.json inflates to 1.5 GB (zip_bomb.py), sent as an answer's model
 INFLATED_MODEL = """
-import base64, io, zipfile
+import base64
 import coursekit.tools.kernel_side as kernel_side
-buffer = io.BytesIO()
-with zipfile.ZipFile(buffer, 'w', zipfile.ZIP_DEFLATED) as archive:
-    archive.writestr('metadata.json', '{}')
-    with archive.open('config.json', 'w', force_zip64=True) as member:
-        chunk = b' ' * 1_000_000
-        for _ in range(1500):
-            member.write(chunk)
-BOMB = base64.b64encode(buffer.getvalue()).decode()
+BOMB = {bomb!r}
 real_encode = kernel_side.encode
 def encode(value, folder, depth=0):
     if isinstance(value, str) and value == 'a model':
-        return {'$': 'keras_model', 'data': BOMB}
+        return {{'$': 'keras_model', 'data': BOMB}}
     return real_encode(value, folder, depth)
 kernel_side.encode = encode
 channel_weights = lambda gradients: 'a model'
@@ -276,9 +271,10 @@ def attack_cells(submissions: Path, out: Path, instructor: Path, planted: Path) 
             "                    pass\n"
             "        time.sleep(0.1)\n"
             "threading.Thread(target=storm, daemon=True).start()\n"
-            "os.kill(os.getppid(), signal.SIGINT)",
+            "try:\n    os.kill(os.getppid(), signal.SIGINT)\nexcept OSError:\n    pass   # its parent is not its user's",
             CHANNEL_WEIGHTS],
-        "sigstop.ipynb": ["import os, signal\nos.kill(os.getppid(), signal.SIGSTOP)\nos.kill(os.getpid(), signal.SIGSTOP)"],
+        "sigstop.ipynb": ["import os, signal\ntry:\n    os.kill(os.getppid(), signal.SIGSTOP)\nexcept OSError:\n    pass\n"
+                          "os.kill(os.getpid(), signal.SIGSTOP)"],
         "calls_coursekit.ipynb": [CHANNEL_WEIGHTS, "gradcam_layer = lambda model: __import__('coursekit.models', "
                                                    "fromlist=['x']).last_spatial_layer(model)"],
         "honest_dict.ipynb": ["dict = {'a': 1}\nlist = [1, 2]\nstr = 'text'\nset = None\n", CHANNEL_WEIGHTS],
@@ -295,7 +291,7 @@ def attack_cells(submissions: Path, out: Path, instructor: Path, planted: Path) 
             "    try:\n        call()\n        seen[action] = 'done'\n"
             "    except OSError as error:\n        seen[action] = type(error).__name__\n"
             "print('exchange:', seen)", OWN_GRADCAM_LAYER],
-        "inflated_model.ipynb": [INFLATED_MODEL],
+        "inflated_model.ipynb": [INFLATED_MODEL.format(bomb=base64.b64encode(zip_bomb(1_500_000_000)).decode())],
         "instructor_files.ipynb": [
             "import os\nfound = {}\n"
             f"for path in ({str(instructor / 'roster.csv')!r}, {str(instructor / 'answers.txt')!r}):\n"

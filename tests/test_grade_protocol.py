@@ -249,19 +249,13 @@ def test_a_model_sent_to_the_kernel_keeps_its_nested_sequentials_layer_outputs_o
 
 # ----------------------------------------------------------------------------- the grader's channel
 
-def _zip(members: dict[str, bytes], declared_big: tuple[str, int] | None = None) -> bytes:
+def _zip(members: dict[str, bytes]) -> bytes:
     import io
     import zipfile
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
         for name, data in members.items():
             archive.writestr(name, data)
-        if declared_big:   # a member that inflates to size bytes of spaces, written a MB at a time
-            name, size = declared_big
-            with archive.open(name, "w", force_zip64=True) as member:
-                chunk = b" " * 1_000_000
-                for _ in range(size // len(chunk)):
-                    member.write(chunk)
     return buffer.getvalue()
 
 
@@ -270,8 +264,10 @@ def test_a_model_file_is_read_within_bounds_before_anything_inflates_it():
     member's size is now checked before it is read, and the refusal costs no memory."""
     import tracemalloc
 
+    from zip_bomb import zip_bomb
+
     from coursekit.tools import model_files
-    bomb = _zip({"metadata.json": b"{}"}, declared_big=("config.json", 1_500_000_000))
+    bomb = zip_bomb(1_500_000_000)
     assert len(bomb) < 2_000_000
     tracemalloc.start()
     try:
@@ -468,12 +464,25 @@ def test_the_grader_marks_multiple_choice_against_the_key_file_when_given(tmp_pa
     key_file = tmp_path / "keys" / "keys.json"
     key_file.parent.mkdir()
     key_file.write_text(json.dumps({"format": grade.KEYS_FORMAT, "keys": {"01.4": ["b"]}}))
-    for extra, expected in (([], "2"), (["--keys", str(key_file)], "0")):
-        out = tmp_path / f"grades{len(extra)}.csv"
+
+    def graded(*extra) -> str:
+        out = tmp_path / "grades.csv"
         assert grade.main([str(path), "--out", str(out), "--lesson", "01", "--no-sandbox", "--quiet",
                            "--no-executed", "--timeout", "60", *extra]) == 0
-        assert next(csv.DictReader(open(out, newline="")))["01.4"] == expected
+        return next(csv.DictReader(open(out, newline="")))["01.4"]
+
+    assert graded() == "2"                               # today's behaviour: coursekit's own key
+    assert graded("--keys", str(key_file)) == "0"        # the instructor's key file decides
     assert "key file (1 key(s))" in capsys.readouterr().out
+    original, choice = core.TASKS.pop("01.4"), core.CHOICES["01.4"]
+    try:   # the course published without its keys (python -m coursekit.tools.keys strip)
+        core.choice_task("01.4", points=original.points, answer=original.answer, title=original.title,
+                         options=choice.options, key=None, hint=choice.hint)
+        assert graded() == "0" and "not marked" in capsys.readouterr().out
+        key_file.write_text(json.dumps({"format": grade.KEYS_FORMAT, "keys": {"01.4": ["a", "c", "e"]}}))
+        assert graded("--keys", str(key_file)) == "2"
+    finally:
+        core.TASKS["01.4"], core.CHOICES["01.4"] = original, choice
 
 
 # ----------------------------------------------------------------------------- student text, inert

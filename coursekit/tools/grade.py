@@ -66,7 +66,7 @@ import nbformat
 from .. import checks
 from ..checks.core import CHECK_CALL, LESSON_ID, lesson_of_file_name
 from . import model_files, sandbox, scratch
-from .remote import Clock
+from .remote import NOT_MARKED, Clock
 from .safe_text import inert, literal_block, spreadsheet_cell
 from .submission import Isolation, SubmissionRun, preload
 
@@ -631,6 +631,10 @@ def summary(grades: list[Grade], seconds: float, jobs: int, settings: Settings |
                      f"max {max(totals)} (out of {out_of}).")
     if any(g.check_errors for g in grades):
         lines.append("Some checks failed internally (see the reason column): report them to the course maintainers.")
+    unmarked = sum(message == NOT_MARKED for g in grades for message in g.feedback.values())
+    if unmarked:
+        lines.append(f"{unmarked} multiple-choice answer(s) not marked: this course holds no key for them; "
+                     "grade again with --keys KEYFILE (python -m coursekit.tools.keys).")
     flagged = sum(bool(g.review) for g in grades)
     if flagged:
         lines.append(f"{flagged} submission(s) to look at by hand: their code reaches for what a from-scratch task "

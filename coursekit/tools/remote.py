@@ -46,6 +46,9 @@ INTERRUPT_GRACE = 3.0                 # seconds a kernel has to stop after an in
 CHECK_LOCK = threading.RLock()        # Keras is not made for building models in several threads
 
 
+NOT_MARKED = "not marked: this question's key is kept by the instructor; grade with --keys KEYFILE"
+
+
 class CheckTimeout(BaseException):
     """The checks of a submission ran out of time (a BaseException: no check may catch it)."""
 
@@ -512,9 +515,7 @@ def grade_tasks(link: KernelLink, tasks: list, keys: dict | None = None) -> dict
                 else:
                     outcome = evaluate(task, value)
                 if outcome.recorded:   # the key is the instructor's, and the grader was not given it
-                    outcomes[task.id] = {"passed": False, "check_error": True,
-                                         "message": "not marked: this question's key is kept by the instructor; "
-                                                    "grade with --keys KEYFILE"}
+                    outcomes[task.id] = {"passed": False, "check_error": False, "message": NOT_MARKED}
                     continue
                 outcomes[task.id] = {"passed": outcome.passed, "message": outcome.message,
                                      "check_error": outcome.check_error}

@@ -409,7 +409,7 @@ class Sandbox:
 
     def command(self, argv: list[str]) -> list[str]:
         """``argv`` started in this sandbox (through the launcher)."""
-        own = [HOME, WORKDIR] + ([f"{WORKDIR}/{self.notebook_name}"] if self.notebook is not None else [])
+        own = [HOME, WORKDIR]
         spec = {"bwrap": shutil.which("bwrap") or "bwrap", "args": self._options(),
                 "cgroups": self.cgroup.procs if self.cgroup else [],
                 "command": _as_sandbox_user(self._limited(argv), own)}

@@ -15,7 +15,8 @@ options and paths that made the sandbox.
 
 Inside, when the grader runs as root, bubblewrap itself runs as root (it must reach the Python
 installation wherever it lies, ``/root`` included) and this step makes the sandbox's user:
-``SPEC_JSON`` holds ``user`` (``[uid, gid]``) and ``own`` (paths to give that user); it sets
+``SPEC_JSON`` holds ``user`` (``[uid, gid]``) and ``own`` (folders to give that user, with what is
+in them); it sets
 no-new-privileges, drops every group and capability by changing to that user, and runs COMMAND.
 """
 import json
@@ -51,8 +52,10 @@ def outside(spec: dict) -> None:
 def inside(spec: dict, command: list) -> None:
     import ctypes
     uid, gid = spec["user"]
-    for path in spec.get("own", []):
+    for path in spec.get("own", []):   # the folders, and what bubblewrap put in them (the notebook)
         os.chown(path, uid, gid)
+        for name in os.listdir(path):
+            os.chown(os.path.join(path, name), uid, gid, follow_symlinks=False)
     if ctypes.CDLL(None, use_errno=True).prctl(38, 1, 0, 0, 0) != 0:   # PR_SET_NO_NEW_PRIVS: no setuid programs
         raise SystemExit("sandbox: cannot set no-new-privileges")
     os.setgroups([])
