@@ -33,7 +33,7 @@ import coursekit
 from coursekit.tools import grade, sandbox
 
 ROOT = Path(__file__).resolve().parents[1]
-TIMEOUT, CHECK_TIMEOUT = 30, 60   # room for a kernel to import TensorFlow, cells or checks, on a loaded machine
+TIMEOUT, CHECK_TIMEOUT = 30, 60   # checks: room for a kernel to import TensorFlow on a loaded machine
 MARKER = "coursekit-attack-marker-7d1f"      # in the command line of every process an attack starts
 LIMIT_PER_SUBMISSION = 2 * (TIMEOUT + CHECK_TIMEOUT) + grade.GRACE_SECONDS   # a from-scratch re-check included
 
@@ -155,7 +155,7 @@ FORGERIES = {
 
 # task 04.3 (write last_spatial_layer yourself): each evasion gets coursekit's answer in a way the
 # in-kernel watch missed; in the fresh kernel the grader checks it again in, the function is not there.
-# (Imports inside the functions: TensorFlow is imported while checking, not in the 15 s of the cells.)
+# (coursekit is imported inside the functions: TensorFlow loads while checking, not in the cells' time)
 SCRATCH_EVASIONS = {
     "scratch_profiler_off.ipynb": "import sys\n"
                                   "def gradcam_layer(model):\n    from coursekit import models\n"
@@ -408,7 +408,8 @@ def grade_attacks(folder: Path) -> dict:
             "out": str(out), "csv": out.read_text(encoding="utf-8")}
 
 
-PEAK = ("import sys\nfrom coursekit.tools.grade import main\nstatus = main(sys.argv[1:])\n"
+PEAK = ("import os, sys\nsys.path.insert(0, os.getcwd())   # as python -m puts it there\n"
+        "from coursekit.tools.grade import main\nstatus = main(sys.argv[1:])\n"
         "peak = [l for l in open('/proc/self/status') if l.startswith('VmHWM')][0].split()[1]\n"
         "print('PEAK_KB', peak)\nsys.exit(status)")
 
@@ -416,16 +417,21 @@ PEAK = ("import sys\nfrom coursekit.tools.grade import main\nstatus = main(sys.a
 @pytest.fixture(scope="module")
 def attacks(tmp_path_factory, worker_id):
     """The batch's results, computed once even when pytest-xdist runs these tests in two workers."""
+    return once(tmp_path_factory, worker_id, "grade-attacks", grade_attacks)
+
+
+def once(tmp_path_factory, worker_id, name: str, compute):
+    """``compute(folder)`` (plain data), run by one worker of a session and read by the others."""
     if sandbox.unavailable():
         pytest.fail(f"these tests need the sandbox: {sandbox.unavailable()} (apt-get install bubblewrap)")
     if worker_id == "master":
-        return grade_attacks(tmp_path_factory.mktemp("attacks"))
+        return compute(tmp_path_factory.mktemp(name))
     shared = tmp_path_factory.getbasetemp().parent
-    with open(shared / "grade-attacks.lock", "w") as lock:
+    with open(shared / f"{name}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        saved = shared / "grade-attacks.json"
+        saved = shared / f"{name}.json"
         if not saved.exists():
-            saved.write_text(json.dumps(grade_attacks(shared / "grade-attacks")))
+            saved.write_text(json.dumps(compute(shared / name)))
         return json.loads(saved.read_text())
 
 
@@ -678,13 +684,14 @@ def run_in_sandbox(folder: Path, script: str, limits: sandbox.Limits = LIMITS) -
 
 
 @pytest.fixture(scope="module")
-def filled(tmp_path_factory):
-    if sandbox.unavailable():
-        pytest.fail(f"these tests need the sandbox: {sandbox.unavailable()}")
-    result = run_in_sandbox(tmp_path_factory.mktemp("limits"), FILLER)
-    lines = [line for line in result.stdout.splitlines() if line.startswith("{")]
-    assert lines, result.stderr[-2000:]
-    return json.loads(lines[-1])
+def filled(tmp_path_factory, worker_id):
+    def compute(folder: Path) -> dict:
+        folder.mkdir(parents=True, exist_ok=True)
+        result = run_in_sandbox(folder, FILLER)
+        lines = [line for line in result.stdout.splitlines() if line.startswith("{")]
+        assert lines, result.stderr[-2000:]
+        return json.loads(lines[-1])
+    return once(tmp_path_factory, worker_id, "grade-limits", compute)
 
 
 def test_the_working_folder_and_var_tmp_share_the_sandboxs_limited_tmp(filled):
@@ -759,14 +766,16 @@ print("EVASIONS", json.dumps(found), flush=True)
 
 
 @pytest.fixture(scope="module")
-def evasions(tmp_path_factory):
+def evasions(tmp_path_factory, worker_id):
     """Each evasion's answer to a model whose right answer is conv_c, in a sandbox as the re-check's
     kernel sees coursekit, and in one with coursekit as it is (which shows each evasion works)."""
+    return once(tmp_path_factory, worker_id, "grade-evasions", run_evasions)
+
+
+def run_evasions(folder: Path) -> dict:
     from coursekit import checks
     from coursekit.tools import scratch
-    if sandbox.unavailable():
-        pytest.fail(f"these tests need the sandbox: {sandbox.unavailable()}")
-    folder = tmp_path_factory.mktemp("evasions")
+    folder.mkdir(parents=True, exist_ok=True)
     folder.chmod(0o711)
     view = scratch.view([task for task in checks.tasks("04") if task.from_scratch], folder / "view")
     found = {}
