@@ -305,19 +305,23 @@ async def _run_and_check(notebook, folder: Path, copy: Path, copy_name: str, tas
             if not alive:
                 execution.reason += "; the kernel died while checking"
             break
-    rechecked = await _check_from_scratch(notebook, folder, copy, copy_name, tasks, settings, outcomes, clock, lesson)
+    rechecked = await _check_from_scratch(notebook, folder, copy, copy_name, tasks, settings, outcomes, clock, lesson,
+                                          before=stop)
     return execution, record, truncated, outcomes, rechecked
 
 
 async def _check_from_scratch(notebook, folder: Path, copy: Path, copy_name: str, tasks: list, settings: Settings,
-                              outcomes: dict, clock: Clock, lesson: str | None) -> list[str]:
+                              outcomes: dict, clock: Clock, lesson: str | None, before: int | None = None) -> list[str]:
     """Check again, in a fresh kernel whose coursekit lacks what they forbid, the from-scratch
-    answers that passed (:mod:`coursekit.tools.scratch`); updates ``outcomes``, returns their ids."""
+    answers that passed (:mod:`coursekit.tools.scratch`), running no cell at or after ``before``
+    (the cell that killed the first run's kernel); updates ``outcomes``, returns their ids."""
     strict = [task for task in tasks if task.from_scratch and outcomes.get(task.id, {}).get("passed")]
     view = settings.views.get(lesson or "")
     if not strict or view is None or settings.isolation.limits is None:
         return []
     stop = scratch.cells_needed(notebook, {task.answer for task in strict})
+    if before is not None:
+        stop = before if stop is None else min(stop, before)
     isolation = dataclasses.replace(settings.isolation, view=view)
     run = SubmissionRun(nbformat.from_dict(json.loads(json.dumps(notebook))), folder,
                         time.monotonic() + settings.timeout, settings.timeout, settings.output_limit,
