@@ -3,7 +3,9 @@
     python bench/grade.py [--copies 20] [--solution solutions/01_inside_a_cnn.ipynb] [--trivial]
 
 --trivial grades a one-cell notebook instead (no TensorFlow in the kernel): what is left is the
-kernel's start and stop, the sandbox's cost, and the grader's checks of missing answers.
+kernel's start and stop, the sandbox's cost (its launcher, its cgroup or memory watch), and the
+grader's checks of missing answers. A lesson with from-scratch tasks (04, 07) checks those answers
+again in a second, fresh kernel: --solution solutions/04_*.ipynb measures that too.
 
 Three batches of the same copies: --jobs 1 in the sandbox, --jobs 1 without it (--no-sandbox),
 --jobs 2 in the sandbox. Goals: the sandbox adds under 1 s per submission; --jobs 2 takes at most

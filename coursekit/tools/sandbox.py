@@ -18,8 +18,9 @@ as root to reach the installation wherever it lies, and the sandbox's first proc
 ``nobody``, giving up every capability). Its processes together get at most ``memory_mb`` of
 memory and ``processes`` processes and threads: a cgroup does it where the machine lets the grader
 make one (:func:`cgroups`); elsewhere the process limit is each process's RLIMIT_NPROC (counted
-per user namespace on Linux 5.14 and later, else per user on the whole machine) and the memory
-limit the grader's own watch (:func:`watch_memory`), which kills a sandbox whose processes
+per user namespace on Linux 5.14 and later; as root, over all of nobody's processes; none for a
+grader that is not root on older kernels: :func:`process_limit`) and the memory limit the
+grader's own watch (:func:`watch_memory`), which kills a sandbox whose processes
 together use more. Every process also gets ``memory_mb`` of address space and ``cpu_seconds`` of
 CPU time. :func:`describe` says which of these apply here.
 
