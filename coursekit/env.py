@@ -155,7 +155,7 @@ def use_offline_cache() -> Path | None:
     keras_home = Path(tempfile.mkdtemp(prefix=f"{_KERAS_HOME_PREFIX}{os.getpid()}-"))
     atexit.register(shutil.rmtree, keras_home, ignore_errors=True)
     shutil.copytree(source_path, keras_home, dirs_exist_ok=True)
-    for path in keras_home.rglob("*"):  # the source may be read-only; Keras writes here
+    for path in [keras_home, *keras_home.rglob("*")]:  # the source may be read-only; Keras writes here
         path.chmod(path.stat().st_mode | 0o200)
     os.environ["KERAS_HOME"] = str(keras_home)
     if "keras" in sys.modules:

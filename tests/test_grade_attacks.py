@@ -33,7 +33,7 @@ import coursekit
 from coursekit.tools import grade, sandbox
 
 ROOT = Path(__file__).resolve().parents[1]
-TIMEOUT, CHECK_TIMEOUT = 30, 60   # checks: room for a kernel to import TensorFlow on a loaded machine
+TIMEOUT, CHECK_TIMEOUT = 15, 60   # checks: room for a kernel to import TensorFlow on a loaded machine
 MARKER = "coursekit-attack-marker-7d1f"      # in the command line of every process an attack starts
 LIMIT_PER_SUBMISSION = 2 * (TIMEOUT + CHECK_TIMEOUT) + grade.GRACE_SECONDS   # a from-scratch re-check included
 
@@ -199,11 +199,6 @@ REQUIRE_SPATIAL = ("def gradcam_layer(model):\n    from coursekit import models\
                    "        try:\n            found = models.require_spatial(model, layer.name)\n"
                    "        except ValueError:\n            continue\n"
                    "        if tuple(found.output.shape[1:3]) != (1, 1):\n            return layer.name")
-OWN_GRADCAM_LAYER = ("def gradcam_layer(model):\n"
-                     "    for layer in reversed(model.layers):\n"
-                     "        shape = layer.output.shape\n"
-                     "        if len(shape) == 4 and (shape[1], shape[2]) != (1, 1):\n"
-                     "            return layer.name")
 # a .keras file of 1.5 MB whose config.json inflates to 1.5 GB (zip_bomb.py), sent as an answer's model
 INFLATED_MODEL = """
 import base64
@@ -290,7 +285,7 @@ def attack_cells(submissions: Path, out: Path, instructor: Path, planted: Path) 
             f"                     ('link', lambda: os.symlink({str(planted)!r}, '/run/coursekit/exchange/x.keras'))]:\n"
             "    try:\n        call()\n        seen[action] = 'done'\n"
             "    except OSError as error:\n        seen[action] = type(error).__name__\n"
-            "print('exchange:', seen)", OWN_GRADCAM_LAYER],
+            "print('exchange:', seen)", REQUIRE_SPATIAL],
         "inflated_model.ipynb": [INFLATED_MODEL.format(bomb=base64.b64encode(zip_bomb(1_500_000_000)).decode())],
         "instructor_files.ipynb": [
             "import os\nfound = {}\n"
@@ -310,7 +305,6 @@ def attack_cells(submissions: Path, out: Path, instructor: Path, planted: Path) 
         "kim lee.ipynb": [CHANNEL_WEIGHTS],
         "kim_lee.ipynb": ["x = 1"],
         TEXT_NAME: [CHANNEL_WEIGHTS],
-        "scratch_require_spatial.ipynb": [REQUIRE_SPATIAL],
         # one evasion through the whole grader; each of them in a sandbox of the re-check below
         "scratch_thread.ipynb": [SCRATCH_EVASIONS["scratch_thread.ipynb"]],
         "bad_payload.ipynb": ["from IPython.display import display\n"
@@ -576,9 +570,10 @@ def test_a_way_around_the_from_scratch_watch_earns_nothing_through_the_grader(at
 
 def test_a_from_scratch_answer_may_use_coursekits_public_helpers(attacks):
     """04.3 answered with the public require_spatial in a try/except got 0: its message calls
-    last_spatial_layer inside coursekit."""
-    honest = row(attacks, "scratch_require_spatial.ipynb")
+    last_spatial_layer inside coursekit. (The notebook that tries to redirect the exchange answers so.)"""
+    honest = row(attacks, "exchange_links.ipynb")
     assert honest["04.3"] == "3" and honest["review"] == "", honest
+    assert "checked again" not in record(attacks, "exchange_links.ipynb").cells[-1].source
 
 
 def test_student_text_reaches_the_terminal_the_csv_and_the_grade_cell_inert(attacks):
@@ -822,35 +817,36 @@ def test_an_answer_rebuilt_from_coursekits_private_helpers_is_left_to_a_human(ev
 
 # ----------------------------------------------------------------------------- time, and a sandbox that cannot start
 
-HELD_LOCK = """
-import sys, threading, time
-from coursekit.tools import remote
-from coursekit.tools.grade import main
-
-def neighbour():   # another submission's grader-side work: 3 s with the shared lock whenever it is free
-    while True:
-        with remote.CHECK_LOCK:
-            time.sleep(3)
-        time.sleep(0.001)   # lets the waiting checks in, then waits its turn again
-
-threading.Thread(target=neighbour, daemon=True).start()
-sys.exit(main(sys.argv[1:]))
-"""
-
-
 def test_time_spent_waiting_for_a_neighbours_grader_side_work_is_not_counted(tmp_path):
-    """With --jobs 2 a correct solution beside a notebook that kept the grader busy got 5/10."""
+    """With --jobs 2 a correct solution beside a notebook that kept the grader busy got 5/10. Here the
+    neighbour's grader-side work is a thread holding the shared lock 3 s at a time whenever it is
+    free; the checks of a right answer, with 6 s to run, wait for it at each of their requests."""
+    import threading
+
+    from coursekit.tools import remote
     if sandbox.unavailable():
         pytest.fail(f"this test needs the sandbox: {sandbox.unavailable()}")
     honest = tmp_path / "honest.ipynb"
     write_notebook(honest, [CHANNEL_WEIGHTS])
     out = tmp_path / "grades.csv"
-    result = subprocess.run([sys.executable, "-c", HELD_LOCK, str(honest), "--out", str(out), "--lesson", "04",
-                             "--no-executed", "--timeout", "60", "--check-timeout", "6"],
-                            capture_output=True, text=True, cwd=ROOT, timeout=600)
-    assert result.returncode == 0, result.stderr[-2000:]
+    stop = threading.Event()
+
+    def neighbour():
+        while not stop.is_set():
+            with remote.CHECK_LOCK:
+                stop.wait(3)
+            time.sleep(0.001)   # lets the waiting checks in, then waits its turn again
+
+    thread = threading.Thread(target=neighbour, daemon=True)
+    thread.start()
+    try:
+        assert grade.main([str(honest), "--out", str(out), "--lesson", "04", "--no-executed", "--quiet",
+                           "--timeout", "60", "--check-timeout", "6"]) == 0
+    finally:
+        stop.set()
+        thread.join()
     found = next(csv.DictReader(open(out, newline="")))
-    assert found["04.1"] == "2", found     # its checks waited 3 s for the lock at each of its requests
+    assert found["04.1"] == "2", found     # 0 on the grader that counted the waits
 
 
 def test_a_sandbox_that_cannot_start_is_one_clear_error_for_the_batch(tmp_path, monkeypatch, capsys):
