@@ -4,11 +4,12 @@ What a kernel sees, all read-only: the system folders (``/usr``, ``/etc``, ``/li
 ``/opt``, ``/home``, ``/srv`` or ``/var``) and the Python installation that runs the grader (its
 prefixes, standard library, site-packages and coursekit's own folder: not the other folders on
 ``sys.path``, such as the grader's working folder under ``python -m``), the Keras cache
-(``COURSEKIT_OFFLINE_CACHE``, copied by coursekit into the sandbox's ``/tmp`` when imported, else
-the instructor's ``~/.keras``) and the grader's exchange folder (:data:`EXCHANGE`: the models a
-check sends). Writable: one memory file system of ``tmp_mb`` for ``/tmp``, ``/var/tmp``, its HOME
-and its working folder :data:`WORKDIR` (which holds a copy of the notebook), ``/dev/shm`` of
-``shm_mb``, and the folder of its connection sockets. Everything else is read-only.
+(``COURSEKIT_OFFLINE_CACHE``, else the instructor's ``~/.keras``: coursekit copies it into the
+sandbox's ``/tmp`` when imported, since Keras needs a writable cache) and the grader's exchange
+folder (:data:`EXCHANGE`: the models a check sends). Writable: one memory file system of
+``tmp_mb`` for ``/tmp``, ``/var/tmp``, its HOME and its working folder :data:`WORKDIR` (which holds
+a copy of the notebook), ``/dev/shm`` of ``shm_mb``, and the folder of its connection sockets.
+Everything else is read-only.
 
 No network, its own process, IPC and UTS namespaces, a new session, an environment of
 :data:`PASSED_VARIABLES` only, no-new-privileges (setuid programs do not raise it), and an
@@ -65,6 +66,7 @@ SHM_MB = 64            # /dev/shm (Docker's default)
 HOME = "/tmp/home"
 WORKDIR = "/tmp/work"
 EXCHANGE = "/run/coursekit/exchange"   # the grader's models, read-only
+INSTRUCTOR_KERAS = "/run/coursekit/keras"   # the instructor's ~/.keras, read-only, without an offline cache
 LAUNCHER = Path(__file__).with_name("sandbox_launch.py")
 WATCH_SECONDS = 0.5
 
@@ -450,8 +452,9 @@ class Sandbox:
             args += ["--tmpfs", str(folder)]
         keras_cache = Path.home() / ".keras"
         if cache is None and keras_cache.is_dir():
-            # no network in here: the instructor's downloaded weights, read-only (nothing can be planted in them)
-            args += ["--ro-bind", str(keras_cache.resolve()), f"{HOME}/.keras"]
+            # no network in here: the instructor's downloaded weights, read-only (nothing can be planted
+            # in them), copied by coursekit into a writable KERAS_HOME as an offline cache would be
+            args += ["--ro-bind", str(keras_cache.resolve()), INSTRUCTOR_KERAS]
         args += ["--ro-bind", str(self.exchange), EXCHANGE, "--bind", str(self.sockets), str(self.sockets)]
         if sized:
             args += ["--remount-ro", "/dev", "--perms", "1777", "--size", str(self.limits.shm_mb * 1024 * 1024),
@@ -474,8 +477,10 @@ class Sandbox:
                            PATH=f"{Path(sys.executable).parent}:/usr/local/bin:/usr/bin:/bin")
         if cache is not None:
             environment["COURSEKIT_OFFLINE_CACHE"] = str(cache)
+        elif (Path.home() / ".keras").is_dir():
+            environment["COURSEKIT_OFFLINE_CACHE"] = INSTRUCTOR_KERAS
         else:
-            environment["KERAS_HOME"] = f"{HOME}/.keras"   # the instructor's cache, read-only, or an empty folder
+            environment["KERAS_HOME"] = f"{HOME}/.keras"   # an empty folder: no weights, no network
         environment.setdefault("LANG", "C.UTF-8")
         return environment
 
