@@ -35,7 +35,7 @@ from coursekit.tools import grade, sandbox
 ROOT = Path(__file__).resolve().parents[1]
 TIMEOUT, CHECK_TIMEOUT = 15, 60   # checks: room for a kernel to import TensorFlow on a loaded machine
 MARKER = "coursekit-attack-marker-7d1f"      # in the command line of every process an attack starts
-LIMIT_PER_SUBMISSION = 2 * (TIMEOUT + CHECK_TIMEOUT) + grade.GRACE_SECONDS   # a from-scratch re-check included
+LIMIT_PER_SUBMISSION = 3 * (TIMEOUT + CHECK_TIMEOUT) + grade.GRACE_SECONDS   # a from-scratch re-check included
 
 CHANNEL_WEIGHTS = """
 import numpy as np

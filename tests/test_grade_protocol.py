@@ -395,6 +395,21 @@ def test_the_cells_to_run_again_end_with_the_answers_last_definition():
     assert scratch.cells_needed(notebook, {"missing"}) is None
 
 
+def test_the_re_check_runs_first_what_a_cell_defines_and_nothing_it_computes():
+    from coursekit.tools import scratch
+    cell = ("%matplotlib inline\nimport numpy as np\nfrom coursekit import models\nLAYERS = ('conv', 2)\n"
+            "alias = np.mean\nnet = models.pretrained('mobilenet_v2')\nprint(net)\n"
+            "def gradcam_layer(model):\n    return model.layers[-1].name\nfinder = lambda m: gradcam_layer(m)\n"
+            "try:\n    import cv2\nexcept ImportError:\n    cv2 = None\nfor i in range(3):\n    print(i)")
+    kept = scratch.definitions_only(cell)
+    for line in ("import numpy as np", "from coursekit import models", "LAYERS = ('conv', 2)", "alias = np.mean",
+                 "def gradcam_layer(model):", "finder = lambda m: gradcam_layer(m)", "import cv2"):
+        assert line in kept, line
+    for gone in ("pretrained", "print", "matplotlib", "range"):
+        assert gone not in kept, gone
+    assert scratch.definitions_only("x = (") == ""
+
+
 def test_the_review_names_each_reach_for_a_forbidden_function_or_around_a_check():
     import nbformat
 

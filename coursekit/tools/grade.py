@@ -27,7 +27,7 @@ see it) has one row per submission: file, the points of each task, total, status
 timeout, kernel-died, invalid, interrupted, grader-error), reason, seconds, sandbox, record (the
 executed copy's file name) and review (places in the code a human should look at). Text a
 student controls is written inert (:mod:`coursekit.tools.safe_text`). A submission takes at most
---timeout plus --check-timeout plus :data:`GRACE_SECONDS` (twice the first two when a
+--timeout plus --check-timeout plus :data:`GRACE_SECONDS` (three times the first two when a
 from-scratch answer is checked again), not counting time spent waiting for another submission's
 checks. Executed copies of the submissions, without scripts and ending in a grade cell, go to
 ``<out>-executed/``. Ctrl-C stops the batch: rows already graded are kept, the ones in progress
@@ -323,14 +323,23 @@ async def _check_from_scratch(notebook, folder: Path, copy: Path, copy_name: str
     if before is not None:
         stop = before if stop is None else min(stop, before)
     isolation = dataclasses.replace(settings.isolation, view=view)
-    run = SubmissionRun(nbformat.from_dict(json.loads(json.dumps(notebook))), folder,
-                        time.monotonic() + settings.timeout, settings.timeout, settings.output_limit,
-                        settings.profile, isolation, copy, copy_name, clock)
-    again = {}
-    async with run.kernel():
-        result = await run.execute(stop)
-        if result.status != "kernel-died":
-            again, _ = await run.check_tasks(strict, settings.check_seconds, settings.keys)
+    again, left = {}, list(strict)
+    for definitions_only in (True, False):   # first the definitions alone (fast), then every cell up to the answer
+        variant = nbformat.from_dict(json.loads(json.dumps(notebook)))
+        if definitions_only:
+            for cell in variant.cells:
+                if cell.get("cell_type") == "code":
+                    cell.source = scratch.definitions_only(cell.source)
+        run = SubmissionRun(variant, folder, time.monotonic() + settings.timeout, settings.timeout,
+                            settings.output_limit, settings.profile, isolation, copy, copy_name, clock)
+        async with run.kernel():
+            result = await run.execute(stop)
+            if result.status != "kernel-died":
+                found, _ = await run.check_tasks(left, settings.check_seconds, settings.keys)
+                again.update(found)
+        left = [task for task in left if not again.get(task.id, {}).get("passed")]
+        if not left:
+            break
     for task in strict:
         found = again.get(task.id, {"passed": False, "message": "not checked: the kernel died", "check_error": False})
         if not found["passed"]:
@@ -542,8 +551,8 @@ async def _grade_found(found: list[Submission], out: Path, settings: Settings, j
     limit = asyncio.Semaphore(max(1, jobs))
     done = 0
     per_submission = settings.timeout + settings.check_seconds + GRACE_SECONDS
-    if settings.views:   # a from-scratch answer may be run and checked a second time
-        per_submission += settings.timeout + settings.check_seconds
+    if settings.views:   # a from-scratch answer may be run and checked twice more (definitions, then all cells)
+        per_submission += 2 * (settings.timeout + settings.check_seconds)
 
     async def one(index: int) -> None:
         nonlocal done

@@ -4,7 +4,9 @@ A task that asks the student to write something coursekit provides names it
 (``@task(..., from_scratch=("models.last_spatial_layer",))``). Watching calls in the student's own
 process cannot settle it (the profiler can be switched off, the function copied, its source
 re-run), so the grader checks such an answer a second time, after it passed, in a fresh sandboxed
-kernel that runs the notebook's cells up to the answer's definition, and in which coursekit's
+kernel that runs the notebook's definitions up to the answer's (its imports, functions and plain
+assignments: :func:`definitions_only`; when the answer needs more, every cell up to it), and in
+which coursekit's
 file holds a stub in place of each forbidden function (:func:`view`): its code, its source and
 its cached bytecode are not there to call, copy or read. The stub raises ``ValueError`` saying so,
 also when one of coursekit's public helpers calls it (``require_spatial``'s error message names the
@@ -108,11 +110,7 @@ def remove_view(folder: Path) -> None:
 
 def _bound_names(source: str) -> set[str]:
     """Top-level names a cell binds (definitions, assignments, imports, loop targets)."""
-    try:
-        from IPython.core.inputtransformer2 import TransformerManager
-        source = TransformerManager().transform_cell(source)
-    except Exception:  # noqa: BLE001 - IPython's syntax: fall back to the raw text
-        pass
+    source = _python(source)
     try:
         tree = ast.parse(source)
     except (SyntaxError, ValueError):
@@ -127,6 +125,44 @@ def _bound_names(source: str) -> set[str]:
         elif isinstance(node, (ast.Import, ast.ImportFrom)):
             names.update((alias.asname or alias.name).split(".")[0] for alias in node.names)
     return names
+
+
+def _python(source: str) -> str:
+    """A cell's source as plain Python (IPython's magics and shell escapes turned into calls)."""
+    try:
+        from IPython.core.inputtransformer2 import TransformerManager
+        return TransformerManager().transform_cell(source)
+    except Exception:  # noqa: BLE001 - not IPython's syntax either: the raw text
+        return source
+
+
+def _runs_nothing(value: ast.AST) -> bool:
+    """Whether evaluating ``value`` calls nothing (literals, names, attributes, lambdas, containers)."""
+    if isinstance(value, ast.Lambda):
+        return True
+    return not any(isinstance(node, (ast.Call, ast.Await, ast.Yield, ast.YieldFrom, ast.NamedExpr))
+                   for node in ast.walk(value))
+
+
+def _is_definition(node: ast.stmt) -> bool:
+    if isinstance(node, (ast.Import, ast.ImportFrom, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+        return True
+    if isinstance(node, (ast.Assign, ast.AnnAssign)) and node.value is not None:
+        return _runs_nothing(node.value)
+    if isinstance(node, ast.Try):
+        return all(_is_definition(inner) for inner in node.body)
+    return False
+
+
+def definitions_only(source: str) -> str:
+    """The imports, function and class definitions and plain assignments of a cell, nothing it runs
+    (no call at its top level): what a function defined in the notebook needs, in a fraction of the time."""
+    try:
+        tree = ast.parse(_python(source))
+    except (SyntaxError, ValueError):
+        return ""
+    kept = [node for node in tree.body if _is_definition(node)]
+    return ast.unparse(ast.Module(body=kept, type_ignores=[])) if kept else ""
 
 
 def cells_needed(notebook, answers: set[str]) -> int | None:
