@@ -53,12 +53,13 @@ import nbformat
 
 from .. import checks
 from ..checks.core import CHECK_CALL, LESSON_ID, lesson_of_file_name
-from . import sandbox
+from . import exits, sandbox
 from .submission import Isolation, SubmissionRun, preload
 
 OUTPUT_LIMIT = 5_000_000          # characters of output kept per submission
-MAX_SUBMISSION_BYTES = 20_000_000
-MAX_CELLS = 2_000
+MAX_FILE_BYTES = 200_000_000      # the file as saved: Colab keeps every figure, and outputs are dropped
+MAX_NOTEBOOK_BYTES = 20_000_000   # what is run: the notebook without its outputs
+MAX_CELLS = 2_000                 # cells of the notebook that is run
 CHECK_SECONDS = 20                # time for all of a submission's checks, after its cells
 GRACE_SECONDS = 60                # per submission, beyond both: kernel start and stop, writing the record
 STATUSES = ("ok", "errors", "timeout", "kernel-died", "invalid", "interrupted", "grader-error")
@@ -98,8 +99,8 @@ class Submission:
     """A submission as read before any kernel starts."""
     path: Path
     name: str                          # the path as text (bytes that are not UTF-8 escaped)
-    data: bytes | None = None
-    sha256: str = ""
+    data: bytes | None = None          # the notebook that will run, outputs dropped (nbformat 4 JSON)
+    sha256: str = ""                   # of the file as submitted
     problem: str | None = None         # why it cannot be graded, found while reading it
 
 
@@ -112,8 +113,9 @@ def printable(path: Path) -> str:
     return os.fsencode(path).decode("utf-8", "backslashreplace")
 
 
-def load_submission(path: Path, limit_bytes: int = MAX_SUBMISSION_BYTES) -> Submission:
-    """Read and hash one file (at most ``limit_bytes``); problems are kept, never raised."""
+def load_submission(path: Path, limit_bytes: int = MAX_FILE_BYTES) -> Submission:
+    """Read and hash one file (at most ``limit_bytes``), and keep the notebook that will run: without
+    its outputs (see :func:`read_submission`). Problems are kept, never raised."""
     found = Submission(path, printable(path))
     try:
         if not path.is_file():
@@ -125,15 +127,57 @@ def load_submission(path: Path, limit_bytes: int = MAX_SUBMISSION_BYTES) -> Subm
         found.problem = f"cannot be read ({error.strerror or type(error).__name__})"
         return found
     if len(data) > limit_bytes:
-        found.problem = (f"larger than {limit_bytes / 1e6:.0f} MB: clear the outputs (Edit > Clear all outputs) "
-                         "and submit again")
+        found.problem = (f"larger than {limit_bytes / 1e6:.0f} MB as a file: clear the outputs (Edit > Clear all "
+                         "outputs), save, and submit again")
         return found
-    found.data, found.sha256 = data, hashlib.sha256(data).hexdigest()
+    found.sha256 = hashlib.sha256(data).hexdigest()
+    try:
+        found.data = nbformat.writes(read_submission(data)).encode()  # a few MB at most, kept until it runs
+    except InvalidSubmission as invalid:
+        found.problem = str(invalid)
     return found
 
 
-def read_submission(data: bytes, max_cells: int = MAX_CELLS):
-    """The notebook in ``data`` with outputs cleared, or :class:`InvalidSubmission`."""
+# What a notebook may carry that is never run: dropped before the caps apply.
+_NOT_RUN_NOTEBOOK_METADATA = ("widgets",)      # ipywidgets' saved state (progress bars, sliders)
+_NOT_RUN_CELL_KEYS = ("attachments",)          # images pasted into Markdown cells
+
+
+def _drop_what_is_not_run(raw: dict) -> list:
+    """Clear outputs, execution counts, widget state and attachments in the notebook JSON ``raw``
+    (nbformat 3 or 4, changed in place); its cells, whatever the version keeps them in."""
+    if raw.get("nbformat") in (1, 2, 3):
+        sheets = raw.get("worksheets")
+        if not isinstance(sheets, list) or not all(isinstance(s, dict) and isinstance(s.get("cells"), list)
+                                                   for s in sheets):
+            raise InvalidSubmission("not a valid notebook (invalid format): no list of worksheets with cells")
+        cells = [cell for sheet in sheets for cell in sheet["cells"]]
+    elif isinstance(raw.get("cells"), list):
+        cells = raw["cells"]
+    else:
+        raise InvalidSubmission("not a valid notebook (invalid JSON or format): no list of cells")
+    if isinstance(raw.get("metadata"), dict):
+        for key in _NOT_RUN_NOTEBOOK_METADATA:
+            raw["metadata"].pop(key, None)
+    for cell in cells:
+        if not isinstance(cell, dict):
+            raise InvalidSubmission("not a valid notebook (invalid format): a cell is not a JSON object")
+        if "outputs" in cell:
+            cell["outputs"] = []
+        for count in ("execution_count", "prompt_number"):
+            if count in cell:
+                cell[count] = None
+        for key in _NOT_RUN_CELL_KEYS:
+            cell.pop(key, None)
+    return cells
+
+
+def read_submission(data: bytes, max_cells: int = MAX_CELLS, max_bytes: int = MAX_NOTEBOOK_BYTES):
+    """The notebook in ``data`` (nbformat 4, or 3 converted), without outputs, or :class:`InvalidSubmission`.
+
+    The limits apply to what will run: at most ``max_cells`` cells and ``max_bytes`` once the
+    outputs, widget state and attachments are dropped, however large the file with them.
+    """
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
@@ -142,12 +186,18 @@ def read_submission(data: bytes, max_cells: int = MAX_CELLS):
         raw = json.loads(text)
     except (ValueError, RecursionError) as error:
         raise InvalidSubmission(f"not a valid notebook (invalid JSON: {str(error)[:120]})") from None
-    if not isinstance(raw, dict) or not isinstance(raw.get("cells"), list):
+    del text, data
+    if not isinstance(raw, dict):
         raise InvalidSubmission("not a valid notebook (invalid JSON or format): no list of cells")
-    if len(raw["cells"]) > max_cells:
-        raise InvalidSubmission(f"{len(raw['cells'])} cells is more than the grader takes ({max_cells})")
+    cells = _drop_what_is_not_run(raw)
+    if len(cells) > max_cells:
+        raise InvalidSubmission(f"{len(cells)} cells is more than the grader takes ({max_cells})")
+    text = json.dumps(raw)
+    if len(text) > max_bytes:
+        raise InvalidSubmission(f"{len(text) / 1e6:.0f} MB of code and text without the outputs is more than the "
+                                f"grader runs ({max_bytes / 1e6:.0f} MB)")
     try:
-        notebook = nbformat.reads(text, as_version=4)
+        notebook = nbformat.reads(text, as_version=4)   # converts nbformat 3
     except Exception as error:  # nbformat raises several kinds for a broken notebook
         first = str(error).strip().splitlines()[0][:200] if str(error).strip() else type(error).__name__
         raise InvalidSubmission(f"not a valid notebook (invalid JSON or format): {first}") from None
@@ -277,6 +327,7 @@ async def grade_submission(found: Submission, settings: Settings, record_path: P
                 grade.check_errors.append(f"{task.id}: {outcome['message'][:200]}")
         grade.status = execution.status
         grade.reason = _reason(execution, truncated, grade.check_errors, settings.output_limit)
+        grade.reason = "; ".join(filter(None, [grade.reason, exits.exit_note(notebook)]))
         if record_path is not None:
             try:
                 record.cells.append(_grade_cell(grade, tasks))
