@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .core import Hint, as_numbers, call, choice_task, close, fresh_rng, require_callable, task
+from .core import Hint, as_numbers, call, choice_task, close, fresh_rng, require_callable, task, untraced
 
 # ----------------------------------------------------------------------------- 05.1
 
@@ -212,7 +212,8 @@ def _draw_penalty_case(rng: np.random.Generator, separate_softmax: bool):
     from .. import shortcuts
     for _ in range(20):
         model, images, masks = _random_digit_net(rng, separate_softmax)
-        gradients = shortcuts.right_reasons_gradients(model, images)[..., 0].astype("float64")
+        with untraced():
+            gradients = shortcuts.right_reasons_gradients(model, images)[..., 0].astype("float64")
         if _masks_see_the_gradients(gradients, masks):
             return model, images, masks, gradients
     raise RuntimeError("check 05.3 drew 20 random nets whose masks saw no gradient; run it again.")
