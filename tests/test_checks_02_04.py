@@ -455,6 +455,13 @@ def test_wrong_answers_get_a_specific_hint(task_id, answer, words):
     assert words in result.message, result.message
 
 
+def test_a_shape_hint_of_03_1_ends_in_a_whole_sentence():
+    for shape in ((1, 2, 3, 4, 5), (2, 3), (2, 3, 4, 5)):
+        message = outcome("03.1", lambda scores_model, images, class_index, shape=shape: np.zeros(shape)).message
+        assert "should have shape" in message and message.endswith(".") and not message.rstrip(".").endswith(":"), \
+            message
+
+
 @pytest.mark.parametrize("answer, words", [case[1:] for case in WRONG_04 if case[0] == "04.2"])
 def test_every_drawing_of_the_made_up_cam_case_gives_a_wrong_map_its_own_hint(answer, words):
     """The check's made-up case alone must catch each mistake: on a random network the maps of

@@ -26,6 +26,7 @@ import pytest
 
 from coursekit import checks
 from coursekit.checks.core import CHECK_CALL
+from coursekit.tools import exits, grade, wire
 
 ROOT = Path(__file__).resolve().parents[1]
 COLAB_BYTES = 22_000_000          # a notebook saved by Colab with its figures: over the old 20 MB limit
@@ -263,6 +264,55 @@ def guided_relu_gradient(unit_inputs, upstream):
 
 
 build_submissions()
+
+
+# ----------------------------------------------------------------------------- reading and sending, without kernels
+
+def test_the_caps_apply_to_what_runs_not_to_the_outputs_thrown_away():
+    data = NOTEBOOKS["01_colab_saved.ipynb"]
+    assert len(data) > 20_000_000
+    notebook = grade.read_submission(data)
+    assert not any(cell.get("outputs") for cell in notebook.cells)
+    assert len(nbformat.writes(notebook)) < 100_000
+    with pytest.raises(grade.InvalidSubmission, match="without the outputs"):
+        grade.read_submission(data, max_bytes=5_000)          # code and text alone over the cap
+    with pytest.raises(grade.InvalidSubmission, match="cells is more than"):
+        grade.read_submission(data, max_cells=5)
+
+
+def test_a_file_is_read_once_hashed_as_submitted_and_kept_without_outputs(tmp_path):
+    path = tmp_path / "01_colab_saved.ipynb"
+    path.write_bytes(NOTEBOOKS["01_colab_saved.ipynb"])
+    found = grade.load_submission(path)
+    assert found.problem is None and found.sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
+    assert len(found.data) < 100_000 and grade.read_submission(found.data).cells
+    assert "larger than 1 MB as a file" in grade.load_submission(path, limit_bytes=1_000_000).problem
+
+
+def test_nbformat_3_is_converted_and_widget_state_dropped():
+    notebook = grade.read_submission(NOTEBOOKS["07_nbformat3.ipynb"])
+    assert notebook.nbformat == 4 and any("def spearman" in cell.source for cell in notebook.cells)
+    assert "widgets" not in grade.read_submission(NOTEBOOKS["01_widgets.ipynb"]).metadata
+    with pytest.raises(grade.InvalidSubmission, match="worksheets"):
+        grade.read_submission(json.dumps({"nbformat": 3, "worksheets": "none"}).encode())
+
+
+def test_the_cells_that_call_exit_or_quit_are_found():
+    notebook = nbformat.v4.new_notebook()
+    notebook.cells = [nbformat.v4.new_markdown_cell("exit()"), nbformat.v4.new_code_cell("x = 1  # exit()"),
+                      nbformat.v4.new_code_cell("%time x\nexit()"), nbformat.v4.new_code_cell("quit"),
+                      nbformat.v4.new_code_cell("sys.exit(1)"), nbformat.v4.new_code_cell("if x:\n    quit(True)")]
+    assert exits.exit_calls(notebook) == [3, 4, 6]
+    assert "cells 3, 4, 6 ignored while grading" in exits.exit_note(notebook)
+
+
+def test_arrays_cross_the_wire_in_either_byte_order_and_keep_their_dimensions():
+    import numpy as np
+    for array in (np.arange(6, dtype=">f4").reshape(2, 3), np.array(2.5), np.array(7, dtype=">u2"),
+                  np.arange(8, dtype=">i8")[::3], np.asfortranarray(np.arange(6.0).reshape(2, 3))):
+        back = wire.decode(wire.loads(wire.dumps(wire.encode_array(array))), {})
+        assert back.shape == array.shape and back.dtype == array.dtype.newbyteorder("=")
+        assert np.array_equal(back, array) and back.dtype.isnative
 
 
 # ----------------------------------------------------------------------------- the batch

@@ -51,6 +51,8 @@ def grader_can_build(model) -> bool:
 
 def is_model(value: Any) -> bool:
     """Whether ``value`` is a Keras model: the model itself, or the grader's stand-in for one."""
+    if isinstance(value, type):
+        return False   # a class, not a model
     if getattr(value, "remote_model", False) is True:
         return True
     if not any((getattr(klass, "__module__", "") or "").startswith("keras") for klass in type(value).__mro__):
