@@ -3,6 +3,8 @@ stub or a wrong kind of answer gets a hint (never a crash of the check), an obje
 everything passes nothing, multiple-choice keys are hashes, and the task table loads without
 TensorFlow. Each lesson's right and wrong answers are in tests/test_checks_NN.py."""
 import ast
+import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -258,3 +260,26 @@ def test_checks_run_again_and_again_in_one_kernel_make_tensorflow_warn_of_no_ret
     finally:
         logging.getLogger("tensorflow").removeHandler(handler)
     assert "retracing" not in stream.getvalue(), stream.getvalue()[:500]
+
+
+# ----------------------------------------------------------------------------- task texts
+
+FORBIDDING = re.compile(r"(?:rather than|instead of|without|(?:do )?not|never|n't)\s+(?:call(?:ing)?|us(?:e|ing))\s+"
+                        r"`(?:coursekit\.)?([\w.]+)(?:\(\))?`", re.IGNORECASE)
+
+
+@pytest.mark.parametrize("lesson", LESSONS)
+def test_a_task_text_forbids_only_what_its_check_enforces(lesson):
+    """A task that tells students not to call a function makes it cost points (``from_scratch``);
+    07.1 said "rather than calling scipy.stats.spearmanr" and an answer calling it got full points."""
+    solutions = Path(__file__).resolve().parents[1] / "solutions"
+    notebook = json.loads(next(solutions.glob(f"{lesson}_*.ipynb")).read_text())
+    task = None
+    for cell in notebook["cells"]:
+        text = "".join(cell["source"])
+        heading = re.search(r"^## Task (\d\d\.\d+)", text, re.M)
+        task = checks.find(heading.group(1)) if heading else task
+        if cell["cell_type"] != "markdown" or task is None:
+            continue
+        for name in FORBIDDING.findall(" ".join(text.split())):
+            assert name in task.from_scratch, f"{task.id}'s text forbids {name}, which its check does not enforce"
