@@ -198,6 +198,8 @@ def read_submission(data: bytes, max_cells: int = MAX_CELLS, max_bytes: int = MA
                                 f"grader runs ({max_bytes / 1e6:.0f} MB)")
     try:
         notebook = nbformat.reads(text, as_version=4)   # converts nbformat 3
+        if notebook.get("nbformat_minor", 0) < nbformat.v4.nbformat_minor:   # Colab writes 4.0: cells get
+            notebook = nbformat.v4.upgrade(notebook, from_version=4)        # ids, as the grade cell has
     except Exception as error:  # nbformat raises several kinds for a broken notebook
         first = str(error).strip().splitlines()[0][:200] if str(error).strip() else type(error).__name__
         raise InvalidSubmission(f"not a valid notebook (invalid JSON or format): {first}") from None
