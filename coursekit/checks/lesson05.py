@@ -156,7 +156,7 @@ def _(share_in_mask):
     zero, inside_only = rng.choice(count, size=2, replace=False)
     maps[zero] = 0.0                         # no mass at all: share 0, not NaN
     maps[inside_only] *= masks[inside_only]  # all its mass on the mask: share 1
-    maps *= rng.uniform(0.01, 100, size=(count, 1, 1))
+    maps *= rng.uniform(1, 100, size=(count, 1, 1))   # totals of 100 or more: total + 1e-5 changes no share
     expected = metrics.mass_in_mask(maps, masks)
 
     got = as_numbers(call(share_in_mask, maps.copy(), masks.copy(), what=what), what)
@@ -165,7 +165,7 @@ def _(share_in_mask):
             raise Hint(f"you return one number for {count} maps; return one share per map, shape ({count},).")
         raise Hint(f"for {count} maps of shape ({height}, {width}) you return shape {got.shape}; "
                    f"one share per map is shape ({count},).")
-    if not close(got, expected, 1e-6):
+    if not close(got, expected, 1e-5):   # float32 sums of a few hundred values are fine
         raise Hint(_share_hint(got, maps, masks, expected))
 
 
