@@ -26,7 +26,7 @@ import pytest
 
 from coursekit import checks
 from coursekit.checks.core import CHECK_CALL
-from coursekit.tools import exits, grade, wire
+from coursekit.tools import exits, grade, notebook_json, wire
 
 ROOT = Path(__file__).resolve().parents[1]
 COLAB_BYTES = 22_000_000          # a notebook saved by Colab with its figures: over the old 20 MB limit
@@ -262,7 +262,7 @@ def test_the_caps_apply_to_what_runs_not_to_the_outputs_thrown_away():
     assert len(nbformat.writes(notebook)) < 100_000
     with pytest.raises(grade.InvalidSubmission, match="without the outputs"):
         grade.read_submission(data, max_bytes=5_000)          # code and text alone over the cap
-    with pytest.raises(grade.InvalidSubmission, match="cells is more than"):
+    with pytest.raises(grade.InvalidSubmission, match="cells .* the grader takes at most 5"):
         grade.read_submission(data, max_cells=5)
 
 
@@ -273,6 +273,25 @@ def test_a_file_is_read_once_hashed_as_submitted_and_kept_without_outputs(tmp_pa
     assert found.problem is None and found.sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
     assert len(found.data) < 100_000 and grade.read_submission(found.data).cells
     assert "larger than 1 MB as a file" in grade.load_submission(path, limit_bytes=1_000_000).problem
+
+
+def test_a_file_of_many_small_objects_is_refused_before_or_while_it_is_parsed(tmp_path, monkeypatch):
+    """A 200 MB file may hold millions of tiny cells or lists (gigabytes once parsed): counted before
+    parsing, and the parse of a large file runs in a process of its own, limited in memory and time."""
+    cell = '{"cell_type":"code","execution_count":null,"metadata":{},"outputs":[],"source":""}'
+    many = tmp_path / "many.ipynb"
+    many.write_text('{"nbformat":4,"nbformat_minor":5,"metadata":{},"cells":[' + ",".join([cell] * 50) + "]}")
+    assert "more than 20 cells" in notebook_json.read(str(many), 10 ** 6, 20, 10 ** 6)["problem"]
+    escaped = tmp_path / "escaped.ipynb"   # the count dodged: the parsed cells are counted too
+    escaped.write_text(many.read_text().replace('"cell_type"', '"cell\\u005ftype"'))
+    assert "50 cells" in notebook_json.read(str(escaped), 10 ** 6, 20, 10 ** 6)["problem"]
+    apart = grade._read_apart(many, 10 ** 6)     # the same answer from the limited process
+    assert apart == notebook_json.read(str(many), 10 ** 6, grade.MAX_CELLS, grade.MAX_NOTEBOOK_BYTES)
+    assert apart["sha256"] == hashlib.sha256(many.read_bytes()).hexdigest() and "notebook" in apart
+    monkeypatch.setattr(notebook_json, "MAX_CONTAINERS", 100)
+    nested = tmp_path / "nested.ipynb"
+    nested.write_text('{"nbformat":4,"nbformat_minor":5,"metadata":{"x":[' + ",".join(["[]"] * 200) + ']},"cells":[]}')
+    assert "JSON lists and objects" in notebook_json.read(str(nested), 10 ** 6, 20, 10 ** 6)["problem"]
 
 
 def test_nbformat_3_is_converted_and_widget_state_dropped():

@@ -34,7 +34,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import csv
-import hashlib
 import io
 import json
 import os
@@ -42,6 +41,7 @@ import re
 import shutil
 import signal
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -53,13 +53,14 @@ import nbformat
 
 from .. import checks
 from ..checks.core import CHECK_CALL, LESSON_ID, lesson_of_file_name
-from . import exits, sandbox
+from . import exits, notebook_json, sandbox
 from .submission import Isolation, SubmissionRun, preload
 
 OUTPUT_LIMIT = 5_000_000          # characters of output kept per submission
 MAX_FILE_BYTES = 200_000_000      # the file as saved: Colab keeps every figure, and outputs are dropped
 MAX_NOTEBOOK_BYTES = 20_000_000   # what is run: the notebook without its outputs
 MAX_CELLS = 2_000                 # cells of the notebook that is run
+READ_SECONDS = 120                # to read, parse and strip one file (in a process of its own)
 CHECK_SECONDS = 20                # time for all of a submission's checks, after its cells
 GRACE_SECONDS = 60                # per submission, beyond both: kernel start and stop, writing the record
 STATUSES = ("ok", "errors", "timeout", "kernel-died", "invalid", "interrupted", "grader-error")
@@ -115,61 +116,48 @@ def printable(path: Path) -> str:
 
 def load_submission(path: Path, limit_bytes: int = MAX_FILE_BYTES) -> Submission:
     """Read and hash one file (at most ``limit_bytes``), and keep the notebook that will run: without
-    its outputs (see :func:`read_submission`). Problems are kept, never raised."""
+    its outputs (see :func:`read_submission`). Problems are kept, never raised.
+
+    A file larger than what may run (:data:`MAX_NOTEBOOK_BYTES`) is read and parsed in a process of
+    its own, with limits on its memory and time (:mod:`coursekit.tools.notebook_json`): a file of
+    many small objects can take gigabytes to parse; only the notebook without outputs comes back.
+    """
     found = Submission(path, printable(path))
     try:
-        if not path.is_file():
-            found.problem = "no such file"
-            return found
-        with open(path, "rb") as handle:
-            data = handle.read(limit_bytes + 1)
-    except OSError as error:
-        found.problem = f"cannot be read ({error.strerror or type(error).__name__})"
+        size = path.stat().st_size if path.is_file() else None
+    except OSError:
+        size = None
+    if size is None:
+        found.problem = "no such file"
         return found
-    if len(data) > limit_bytes:
-        found.problem = (f"larger than {limit_bytes / 1e6:.0f} MB as a file: clear the outputs (Edit > Clear all "
-                         "outputs), save, and submit again")
+    if size <= MAX_NOTEBOOK_BYTES:   # small enough to parse here, as any notebook that runs is
+        reply = notebook_json.read(os.fsdecode(path), min(limit_bytes, MAX_NOTEBOOK_BYTES), MAX_CELLS,
+                                   MAX_NOTEBOOK_BYTES)
+    else:
+        reply = _read_apart(path, limit_bytes)
+    found.sha256 = str(reply.get("sha256", ""))
+    if "problem" in reply:
+        found.problem = str(reply["problem"])
         return found
-    found.sha256 = hashlib.sha256(data).hexdigest()
     try:
-        found.data = nbformat.writes(read_submission(data)).encode()  # a few MB at most, kept until it runs
+        found.data = nbformat.writes(read_submission(str(reply["notebook"]).encode())).encode()
     except InvalidSubmission as invalid:
         found.problem = str(invalid)
     return found
 
 
-# What a notebook may carry that is never run: dropped before the caps apply.
-_NOT_RUN_NOTEBOOK_METADATA = ("widgets",)      # ipywidgets' saved state (progress bars, sliders)
-_NOT_RUN_CELL_KEYS = ("attachments",)          # images pasted into Markdown cells
-
-
-def _drop_what_is_not_run(raw: dict) -> list:
-    """Clear outputs, execution counts, widget state and attachments in the notebook JSON ``raw``
-    (nbformat 3 or 4, changed in place); its cells, whatever the version keeps them in."""
-    if raw.get("nbformat") in (1, 2, 3):
-        sheets = raw.get("worksheets")
-        if not isinstance(sheets, list) or not all(isinstance(s, dict) and isinstance(s.get("cells"), list)
-                                                   for s in sheets):
-            raise InvalidSubmission("not a valid notebook (invalid format): no list of worksheets with cells")
-        cells = [cell for sheet in sheets for cell in sheet["cells"]]
-    elif isinstance(raw.get("cells"), list):
-        cells = raw["cells"]
-    else:
-        raise InvalidSubmission("not a valid notebook (invalid JSON or format): no list of cells")
-    if isinstance(raw.get("metadata"), dict):
-        for key in _NOT_RUN_NOTEBOOK_METADATA:
-            raw["metadata"].pop(key, None)
-    for cell in cells:
-        if not isinstance(cell, dict):
-            raise InvalidSubmission("not a valid notebook (invalid format): a cell is not a JSON object")
-        if "outputs" in cell:
-            cell["outputs"] = []
-        for count in ("execution_count", "prompt_number"):
-            if count in cell:
-                cell[count] = None
-        for key in _NOT_RUN_CELL_KEYS:
-            cell.pop(key, None)
-    return cells
+def _read_apart(path: Path, limit_bytes: int) -> dict:
+    """:func:`notebook_json.read` in a process of its own, limited in memory and time."""
+    command = [sys.executable, "-I", str(Path(notebook_json.__file__)), os.fsdecode(path), str(limit_bytes),
+               str(MAX_CELLS), str(MAX_NOTEBOOK_BYTES)]
+    try:
+        reading = subprocess.run(command, capture_output=True, timeout=READ_SECONDS)
+        return json.loads(reading.stdout)
+    except subprocess.TimeoutExpired:
+        return {"problem": f"could not be read in {READ_SECONDS} s: is it really a notebook?"}
+    except ValueError:   # the reader ran out of memory or time: no reply
+        return {"problem": f"too large to read (more than {notebook_json.MEMORY_BYTES / 2 ** 30:.0f} GB of "
+                           "memory once parsed): clear the outputs (Edit > Clear all outputs), save, and submit again"}
 
 
 def read_submission(data: bytes, max_cells: int = MAX_CELLS, max_bytes: int = MAX_NOTEBOOK_BYTES):
@@ -179,23 +167,9 @@ def read_submission(data: bytes, max_cells: int = MAX_CELLS, max_bytes: int = MA
     outputs, widget state and attachments are dropped, however large the file with them.
     """
     try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError:
-        raise InvalidSubmission("not a text file (not UTF-8): is it really an .ipynb notebook?") from None
-    try:
-        raw = json.loads(text)
-    except (ValueError, RecursionError) as error:
-        raise InvalidSubmission(f"not a valid notebook (invalid JSON: {str(error)[:120]})") from None
-    del text, data
-    if not isinstance(raw, dict):
-        raise InvalidSubmission("not a valid notebook (invalid JSON or format): no list of cells")
-    cells = _drop_what_is_not_run(raw)
-    if len(cells) > max_cells:
-        raise InvalidSubmission(f"{len(cells)} cells is more than the grader takes ({max_cells})")
-    text = json.dumps(raw)
-    if len(text) > max_bytes:
-        raise InvalidSubmission(f"{len(text) / 1e6:.0f} MB of code and text without the outputs is more than the "
-                                f"grader runs ({max_bytes / 1e6:.0f} MB)")
+        text = notebook_json.runnable_text(data, max_cells, max_bytes)
+    except notebook_json.Unreadable as problem:
+        raise InvalidSubmission(str(problem)) from None
     try:
         notebook = nbformat.reads(text, as_version=4)   # converts nbformat 3
         if notebook.get("nbformat_minor", 0) < nbformat.v4.nbformat_minor:   # Colab writes 4.0: cells get
