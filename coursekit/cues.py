@@ -285,7 +285,7 @@ def category_scores(probabilities, category_indices: dict[str, tuple[int, ...]] 
 
     The published rule (Geirhos et al.; model-vs-human's ``decision_mappings``): a category's
     score is the **mean** of the probabilities of its ImageNet classes (:data:`IMAGENET_INDICES`),
-    not their sum (which favours categories with many classes: dog has 117, knife 1) nor their
+    not their sum (which favours categories with many classes: dog has 109, knife 1) nor their
     maximum. Columns follow :data:`CATEGORIES`. ``category_indices`` maps other category names to
     class indices (columns in its order). Pass probabilities (after the softmax), not logits.
     """

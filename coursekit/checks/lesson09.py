@@ -38,7 +38,7 @@ def _aggregate(probabilities: np.ndarray, groups, how) -> np.ndarray:
 
 def _scores_hint(got: np.ndarray, probabilities: np.ndarray, groups) -> str:
     for how, hint in ((np.sum, "you add up each category's probabilities; the published rule takes their "
-                                "mean, so that a category with many classes (dog has 117) is not favoured."),
+                                "mean, so that a category with many classes (dog has 109) is not favoured."),
                       (np.max, "you take each category's largest probability; the published rule takes the "
                                "mean over all of its classes."),
                       (np.median, "you take the median; the published rule takes the mean.")):
