@@ -14,8 +14,9 @@ neither. Published values: ResNet-50 0.21, humans 0.96 (the paper; the repositor
 * :func:`load_cue_conflict`, :func:`load_silhouettes`, :func:`load_edges`: the stimuli, from
   ``$COURSEKIT_TEXTURE_SHAPE_DIR`` (a ready folder, offline) or downloaded once from the public
   repository (only the files asked for), or from any ``folder`` laid out like the repository's;
-* :func:`category_scores`, :func:`decisions`: 1,000 ImageNet probabilities to 16 categories by
-  the published rule (the mean), and one category per image;
+* :func:`category_scores`, :func:`class_probabilities`, :func:`decisions`: 1,000 ImageNet
+  probabilities to 16 categories by the published rule (the mean), a model's probabilities batch
+  by batch, and one category per image;
 * :func:`shape_bias`, :func:`shape_bias_by_category`, :func:`accuracy`: the measures, each with a
   confidence interval and the counts it came from;
 * :func:`shuffle_patches`: cut images into a grid of tiles and permute them (the "bag of local
@@ -304,18 +305,14 @@ def category_scores(probabilities, category_indices: dict[str, tuple[int, ...]] 
     return np.stack([scores[:, list(indices)].mean(axis=1) for indices in groups.values()], axis=1)
 
 
-def decisions(model, images, preprocess=None, *, category_indices: dict[str, tuple[int, ...]] | None = None,
-              batch_size: int = 64) -> np.ndarray:
-    """One category per image: the top of :func:`category_scores` of ``model``'s probabilities.
+def class_probabilities(model, images, preprocess=None, *, batch_size: int = 64) -> np.ndarray:
+    """The model's class probabilities ``(N, classes)``, float32, computed ``batch_size`` images at a time.
 
     ``images``: the model's input batch ``(N, H, W, C)`` or one image; with ``preprocess`` (such as
-    ``net.preprocess``), RGB images in [0, 255] that it turns into that input, ``batch_size`` at a
-    time (a whole set preprocessed at once would take gigabytes at 299 px). The model must end in
-    a softmax over the 1,000 ImageNet classes (or the classes of ``category_indices``).
-    Returns ``(N,)`` str, names from :data:`CATEGORIES` (or the keys of ``category_indices``).
+    ``net.preprocess``, or a function that also resizes), images in any form it turns into that
+    input, batch by batch (a whole set preprocessed at once would take gigabytes at 299 px).
     """
     from . import _forward, _inputs
-    groups = category_indices if category_indices is not None else IMAGENET_INDICES
     if preprocess is None:
         batch = _inputs.image_batch(model, images)
         prepare = lambda part: batch[part]
@@ -326,16 +323,30 @@ def decisions(model, images, preprocess=None, *, category_indices: dict[str, tup
         if len(batch) == 0:
             raise ValueError("The batch is empty: pass at least one image.")
         prepare = lambda part: _inputs.image_batch(model, preprocess(batch[part]))
+    _inputs.n_classes(model)   # class scores (N, classes), or a clear error
+    return np.concatenate([_forward.predict(model, prepare(part), batch_size)
+                           for part in _inputs.batches(len(batch), batch_size)])
+
+
+def decisions(model, images, preprocess=None, *, category_indices: dict[str, tuple[int, ...]] | None = None,
+              batch_size: int = 64) -> np.ndarray:
+    """One category per image: the top of :func:`category_scores` of the model's probabilities.
+
+    ``images``, ``preprocess``, ``batch_size``: as :func:`class_probabilities`. The model must end
+    in a softmax over the 1,000 ImageNet classes (or over the classes of ``category_indices``).
+    Returns ``(N,)`` str, names from :data:`CATEGORIES` (or the keys of ``category_indices``).
+    """
+    from . import _inputs
+    groups = category_indices if category_indices is not None else IMAGENET_INDICES
+    _inputs.input_shape(model)   # one image input, or a clear error
     classes = _inputs.n_classes(model)
     largest = max(max(indices) for indices in groups.values())
     if largest >= classes:
         raise ValueError(f"Model {model.name!r} has {classes} classes, but the categories use class {largest}: "
                          "decisions needs an ImageNet classifier (1,000 classes) for the 16 categories, or "
                          "category_indices that fit the model's classes.")
-    names = np.array(list(groups))
-    scores = [category_scores(_forward.predict(model, prepare(part), batch_size), groups)
-              for part in _inputs.batches(len(batch), batch_size)]
-    return names[np.concatenate(scores).argmax(axis=1)]
+    scores = category_scores(class_probabilities(model, images, preprocess, batch_size=batch_size), groups)
+    return np.array(list(groups))[scores.argmax(axis=1)]
 
 
 # ----------------------------------------------------------------------------- measures

@@ -97,6 +97,7 @@ METHODS: dict[str, Method] = {
         lambda model, images, **kw: filters.deep_dream(model, images, _spatial(model), octaves=1, steps=2,
                                                        progress=False, **kw).reshape((-1, *np.shape(images)[-3:])),
         lambda n, h, w, c: (n, h, w, c), classes=False, batch_size=False),
+    "cues.class_probabilities": Method(cues.class_probabilities, lambda n, h, w, c: (n, None), classes=False),
     "cues.decisions": Method(_decisions, lambda n, h, w, c: (n,), classes=False),
     "shortcuts.right_reasons_gradients": Method(shortcuts.right_reasons_gradients, lambda n, h, w, c: (n, h, w, c),
                                                 classes=False, batch_size=False),
