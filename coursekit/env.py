@@ -82,7 +82,7 @@ PROFILES: dict[str, Profile] = {
                      cascade_steps=4, fourier_steps=32, class_patterns=2, dream_octaves=3, dream_steps=10,
                      finetune_per_class=60, finetune_epochs=4, finetune_top_layers=4,
                      ig_steps=32, memorise_digits=512, memorise_epochs=80,
-                     cue_conflict_images=480, shape_only_per_category=10, shuffle_images=128),
+                     cue_conflict_images=320, shape_only_per_category=5, shuffle_images=96),
     "smoke": Profile("smoke", imagenet_model="mobilenet_v2", mnist_sample=True, epochs=2,
                      batch_size=64, n_filters=4, ascent_steps=8, pattern_size=128,
                      smoothgrad_samples=6, tsne_points=300, top_k=6, n_units=3,
@@ -90,7 +90,7 @@ PROFILES: dict[str, Profile] = {
                      cascade_steps=3, fourier_steps=24, class_patterns=2, dream_octaves=3, dream_steps=8,
                      finetune_dataset="pasted", finetune_per_class=10, finetune_epochs=2, finetune_top_layers=2,
                      ig_steps=32, memorise_digits=384, memorise_epochs=60,
-                     cue_conflict_images=256, shape_only_per_category=5, shuffle_images=64),
+                     cue_conflict_images=160, shape_only_per_category=3, shuffle_images=48),
 }
 
 

@@ -235,7 +235,7 @@ def test_the_smoke_models_shape_bias_lies_between_texture_and_shape(offline_fold
     result = cues.shape_bias(decided, stimuli.shapes, stimuli.textures)
     print(f"MobileNetV2 on {len(stimuli)} offline cue-conflict images: {result}")
     assert 0.05 < result.low and result.high < 0.6, str(result)
-    assert result.shape_hits + result.texture_hits > 100   # enough decisions for the interval to mean something
+    assert result.shape_hits + result.texture_hits >= 60   # enough decisions for the interval to mean something
     preprocessed = cues.decisions(mobilenet_v2.model, mobilenet_v2.preprocess(stimuli.images[:8]))
     np.testing.assert_array_equal(preprocessed, decided[:8])
 
