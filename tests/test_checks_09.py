@@ -188,20 +188,24 @@ def test_wrong_answers_get_a_specific_hint(task_id, answer, words):
 
 @pytest.mark.parametrize("wrong", [summed, maximum, median])
 def test_every_drawing_of_the_groups_tells_a_wrong_rule_from_the_mean(wrong):
-    for seed in range(3000):
+    for seed in range(1000):
         probabilities, groups = lesson09._groups_case(np.random.default_rng(seed))
         assert not np.allclose(wrong(probabilities, groups), category_scores(probabilities, groups), rtol=1e-4), seed
 
 
-@pytest.mark.parametrize("wrong", [counts_same_category, over_all_images, over_conflict_images, texture_bias])
-def test_every_drawing_of_the_decisions_tells_a_wrong_count_from_the_right_one(wrong):
-    for seed in range(3000):
-        decisions, shapes, textures, _ = lesson09._bias_case(np.random.default_rng(seed))
-        assert abs(wrong(decisions, shapes, textures) - shape_bias(decisions, shapes, textures)) > 1e-6, seed
+@pytest.mark.parametrize("wrong, words", [(counts_same_category, "agree"), (over_all_images, "all images"),
+                                          (over_conflict_images, "every cue-conflict image"),
+                                          (texture_bias, "texture decisions")])
+def test_every_drawing_of_the_decisions_gives_each_wrong_count_its_own_hint(wrong, words):
+    for seed in range(1000):
+        decisions, shapes, textures, counts = lesson09._bias_case(np.random.default_rng(seed))
+        got = float(wrong(decisions, shapes, textures))
+        assert abs(got - shape_bias(decisions, shapes, textures)) > 1e-6, seed
+        assert words in lesson09._bias_hint(got, counts), seed
 
 
 def test_every_drawn_tile_image_has_distinct_tiles_and_is_not_square():
-    for seed in range(3000):
+    for seed in range(1000):
         rng = np.random.default_rng(seed)
         grid = int(rng.integers(2, 6))
         image = lesson09._tile_image(rng, grid)
@@ -220,9 +224,10 @@ class MemorisedGroups(Memorised):
         return self.table.get(key, next(iter(self.table.values())))
 
 
-@pytest.mark.parametrize("task_id, memorised", [("09.1", MemorisedGroups(category_scores)),
-                                                ("09.2", Memorised(shape_bias)), ("09.3", Memorised(shuffle_tiles))])
-def test_an_answer_hard_coded_from_one_check_fails_the_next(task_id, memorised):
+@pytest.mark.parametrize("task_id, kind, reference", [("09.1", MemorisedGroups, category_scores),
+                                                     ("09.2", Memorised, shape_bias), ("09.3", Memorised, shuffle_tiles)])
+def test_an_answer_hard_coded_from_one_check_fails_the_next(task_id, kind, reference):
+    memorised = kind(reference)
     assert outcome(task_id, memorised).passed
     memorised.recording = False
     assert not outcome(task_id, memorised).passed

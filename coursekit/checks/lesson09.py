@@ -76,19 +76,35 @@ def _(category_scores):
 
 # ----------------------------------------------------------------------------- 09.2
 
+def _mistaken_biases(counts: dict) -> dict[str, float]:
+    """What the right count and each typical mistake give for these counts."""
+    s, t, n = counts["shape"], counts["texture"], counts["neither"]
+    hit, same = counts["same_hit"], counts["same_hit"] + counts["same_miss"]
+    return {"right": s / (s + t), "texture": t / (s + t),
+            "same counted twice": (s + hit) / (s + t + 2 * hit), "same counted as shape": (s + hit) / (s + t + hit),
+            "all images": s / (s + t + n + same), "all images, same counted": (s + hit) / (s + t + n + same),
+            "conflict images": s / (s + t + n)}
+
+
+def _bias_counts(rng: np.random.Generator) -> dict:
+    """Counts of shape hits, texture hits, neither, same-category images decided as their category
+    and otherwise, redrawn until the right count and every mistake of :func:`_mistaken_biases` give
+    numbers that differ from each other (so that each mistake gets its own hint)."""
+    while True:
+        counts = {"shape": int(rng.integers(1, 9)), "texture": int(rng.integers(1, 9)),
+                  "neither": int(rng.integers(1, 6)), "same_hit": int(rng.integers(1, 4)),
+                  "same_miss": int(rng.integers(1, 3))}
+        values = sorted(_mistaken_biases(counts).values())
+        if min(b - a for a, b in zip(values, values[1:])) > 1e-6:
+            return counts
+
+
 def _bias_case(rng: np.random.Generator) -> tuple[list[str], list[str], list[str], dict]:
-    """Decisions, shapes and textures (lists of category names) with counts drawn so that every
-    typical mistake gives another number: shape hits S >= 1 and texture hits T >= 1 with S != T
-    (a swapped ratio differs), at least one decision that is neither (dividing by all conflict
-    images differs), at least one same-category image decided as its category (counting it as a
-    shape and a texture hit differs, since S / (S + T) is not 1/2) and one decided otherwise."""
+    """Decisions, shapes and textures (lists of category names) with counts from :func:`_bias_counts`:
+    at least one decision that is neither, same-category images decided as their category and
+    otherwise, and shape and texture hits in numbers that tell every typical mistake apart."""
     from ..cues import CATEGORIES
-    shape_hits = int(rng.integers(1, 9))
-    texture_hits = int(rng.integers(1, 9))
-    while texture_hits == shape_hits:
-        texture_hits = int(rng.integers(1, 9))
-    counts = {"shape": shape_hits, "texture": texture_hits, "neither": int(rng.integers(1, 6)),
-              "same_hit": int(rng.integers(1, 4)), "same_miss": int(rng.integers(1, 3))}
+    counts = _bias_counts(rng)
     rows = []
     for kind, count in counts.items():
         for _ in range(count):
@@ -104,20 +120,23 @@ def _bias_case(rng: np.random.Generator) -> tuple[list[str], list[str], list[str
     return decisions, shapes, textures, counts
 
 
+_BIAS_HINTS = {
+    "texture": "that is the share of texture decisions; the shape bias counts the shape decisions.",
+    "same counted twice": "you count images whose shape and texture categories agree (a cat with cat texture): "
+                          "leave them out, they cannot tell shape from texture.",
+    "all images": "you divide by all images; divide by the decisions that were a shape or a texture hit "
+                  "(shape hits + texture hits).",
+    "conflict images": "you divide by every cue-conflict image; decisions that are neither the shape's nor the "
+                       "texture's category are left out: divide by shape hits + texture hits.",
+}
+_BIAS_HINTS["same counted as shape"] = _BIAS_HINTS["same counted twice"]
+_BIAS_HINTS["all images, same counted"] = _BIAS_HINTS["all images"]
+
+
 def _bias_hint(got: float, counts: dict) -> str:
-    s, t, n = counts["shape"], counts["texture"], counts["neither"]
-    same, same_hit = counts["same_hit"] + counts["same_miss"], counts["same_hit"]
-    if np.isclose(got, t / (s + t)):
-        return "that is the share of texture decisions; the shape bias counts the shape decisions."
-    if np.isclose(got, (s + same_hit) / (s + t + 2 * same_hit)) or np.isclose(got, (s + same_hit) / (s + t + same_hit)):
-        return ("you count images whose shape and texture categories agree (a cat with cat texture): leave "
-                "them out, they cannot tell shape from texture.")
-    if np.isclose(got, s / (s + t + n + same)) or np.isclose(got, (s + same_hit) / (s + t + n + same)):
-        return ("you divide by all images; divide by the decisions that were a shape or a texture hit "
-                "(shape hits + texture hits).")
-    if np.isclose(got, s / (s + t + n)):
-        return ("you divide by every cue-conflict image; decisions that are neither the shape's nor the "
-                "texture's category are left out: divide by shape hits + texture hits.")
+    for mistake, value in _mistaken_biases(counts).items():
+        if mistake != "right" and abs(got - value) < 1e-9:
+            return _BIAS_HINTS[mistake]
     return "shape bias = shape hits / (shape hits + texture hits), counting only images whose shape and texture differ."
 
 
