@@ -122,7 +122,8 @@ def filter_patterns(model: keras.Model, layer: str, filters, steps: int = 30, si
     moved = np.zeros(len(indices), dtype=bool)
     jitter = max(1, round(size * JITTER_SHARE))
     shifts = np.random.default_rng(seed).integers(-jitter, jitter + 1, size=(steps, 2))
-    for i in _progress(range(steps), desc=f"{layer}: {len(indices)} filters", disable=not progress,
+    search = " (jitter and blur)" if regularize else ""   # tells the two searches' bars apart
+    for i in _progress(range(steps), desc=f"{layer}: {len(indices)} filters{search}", disable=not progress,
                        leave=False):
         shift = tf.constant(shifts[i], tf.int32) if regularize else no_shift
         for k, part in enumerate(parts):

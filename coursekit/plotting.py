@@ -10,18 +10,13 @@ import numpy as np
 BLANK_NOTE = "no positive\nevidence"
 
 
-def is_blank(heatmap) -> bool:
-    """True when a non-negative map has nothing above zero (e.g. Grad-CAM after its ReLU when every
-    position speaks against the class): drawn, it would be an empty panel."""
-    return not np.any(np.asarray(heatmap, dtype="float32") > 0)
-
-
 def _mark_blank(ax, heatmap) -> None:
-    """Write "no positive evidence" across a panel whose map is blank, so that an empty panel is
-    not read as a map that failed to draw (or as a map that is low everywhere)."""
-    if is_blank(heatmap):
-        ax.text(0.5, 0.5, BLANK_NOTE, transform=ax.transAxes, ha="center", va="center", fontsize=9,
-                color="white", bbox=dict(facecolor="black", alpha=0.7, edgecolor="none"))
+    """Write "no positive evidence" across a panel whose heatmap has nothing above zero (Grad-CAM
+    after its ReLU when every position speaks against the class), so that the empty panel is not
+    read as a picture of something."""
+    if not np.any(np.asarray(heatmap, dtype="float32") > 0):
+        ax.text(0.5, 0.5, BLANK_NOTE, transform=ax.transAxes, ha="center", va="center", fontsize=8,
+                color="black", bbox=dict(facecolor="white", alpha=0.85, edgecolor="none", pad=2))
 
 
 def show_images(images, titles=None, columns: int = 6, size: float = 2.2, cmap=None,
@@ -212,7 +207,6 @@ def show_maps(maps, titles=None, cmap: str = "gray", columns: int = 6, size: flo
     pixels are clipped, so that a few extreme pixels do not leave the rest of the map black (as
     Smilkov et al. do for SmoothGrad). ``percentile=None`` draws each map on [0, its maximum].
     An RGB image in the list (``(H, W, 3)``) is drawn as it is, e.g. the photo the maps explain.
-    A map that is zero everywhere says "no positive evidence" across its panel.
     """
     maps = list(maps)
     columns = max(1, min(columns, len(maps)))
@@ -227,7 +221,6 @@ def show_maps(maps, titles=None, cmap: str = "gray", columns: int = 6, size: flo
             else:
                 top = np.percentile(shown, percentile) if percentile is not None else shown.max()
                 ax.imshow(shown, cmap=cmap, vmin=0, vmax=top if top > 0 else 1)
-                _mark_blank(ax, shown)
             if titles is not None:
                 ax.set_title(str(titles[index]), fontsize=9)
     if suptitle:
@@ -263,7 +256,7 @@ def show_explanations(images, maps: dict, row_titles=None, masks=None, alpha: fl
     ``percentile``-th percentile (brighter pixels clipped, so that a few extreme gradients do not
     leave the rest dark; ``None``: up to its maximum). ``masks``: optional boolean
     ``(N, H, W)`` regions whose bounding box is drawn in white on every panel (a decoy patch, an
-    object's box). A map that is zero everywhere says "no positive evidence" across its panel.
+    object's box).
     """
     images = list(images)
     names = list(maps)
@@ -278,7 +271,6 @@ def show_explanations(images, maps: dict, row_titles=None, masks=None, alpha: fl
                 top = np.percentile(shown, percentile) if percentile is not None else shown.max()
                 ax.imshow(shown, cmap=cmap, alpha=alpha, vmin=0, vmax=top if top > 0 else 1,
                           extent=(-0.5, width - 0.5, height - 0.5, -0.5))
-                _mark_blank(ax, shown)
             if masks is not None:
                 _outline(ax, masks[row])
             ax.set_xticks([]), ax.set_yticks([])
