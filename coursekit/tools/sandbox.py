@@ -378,6 +378,12 @@ def _offline_cache() -> Path | None:
     return Path(cache).resolve() if cache and Path(cache).is_dir() else None
 
 
+def _stimuli_folder() -> Path | None:
+    """Lesson 09's offline cue-conflict stimuli (``COURSEKIT_TEXTURE_SHAPE_DIR``), seen read-only."""
+    stimuli = os.environ.get("COURSEKIT_TEXTURE_SHAPE_DIR", "").strip()
+    return Path(stimuli).resolve() if stimuli and Path(stimuli).is_dir() else None
+
+
 @dataclass(frozen=True)
 class View:
     """Files of coursekit seen otherwise in a sandbox: ``files`` maps a host file to the one it
@@ -437,9 +443,8 @@ class Sandbox:
         args += ["--perms", "1777", *(["--size", str(self.limits.tmp_mb * 1024 * 1024)] if sized else []),
                  "--tmpfs", "/tmp", "--dir", HOME, "--dir", WORKDIR, "--symlink", "/tmp", "/var/tmp"]
         bound = installation_folders()
-        cache = _offline_cache()
-        if cache is not None:
-            bound.append(cache)
+        cache, stimuli = _offline_cache(), _stimuli_folder()
+        bound += [folder for folder in (cache, stimuli) if folder is not None]
         for folder in bound:
             args += ["--ro-bind", str(folder), str(folder)]
         for path in self.hidden:  # the submissions and the grader's outputs, where they lie inside a bound folder
@@ -481,6 +486,9 @@ class Sandbox:
             environment["COURSEKIT_OFFLINE_CACHE"] = INSTRUCTOR_KERAS
         else:
             environment["KERAS_HOME"] = f"{HOME}/.keras"   # an empty folder: no weights, no network
+        stimuli = _stimuli_folder()
+        if stimuli is not None:
+            environment["COURSEKIT_TEXTURE_SHAPE_DIR"] = str(stimuli)
         environment.setdefault("LANG", "C.UTF-8")
         return environment
 
