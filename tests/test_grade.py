@@ -108,9 +108,9 @@ def grade_batch(folder: Path) -> dict:
 
 
 @pytest.fixture(scope="module")
-def batch(tmp_path_factory, worker_id):
+def batch(tmp_path_factory, request):
     """The batch's results, computed once even when pytest-xdist runs these tests in two workers."""
-    if worker_id == "master":
+    if not hasattr(request.config, "workerinput"):   # not an xdist worker (also under -p no:xdist)
         return grade_batch(tmp_path_factory.mktemp("batch"))
     shared = tmp_path_factory.getbasetemp().parent  # the same folder for every worker of a session
     with open(shared / "grade-batch.lock", "w") as lock:
@@ -187,6 +187,27 @@ def test_one_task_solved_earns_exactly_its_points(batch):
     assert int(row["total"]) == checks.find("01.3").points
 
 
+SOLUTION_TIMEOUT, SOLUTION_CHECK_TIMEOUT = 300, 120   # per notebook: generous for a loaded machine
+STARTUP_SECONDS = 300   # the grader's imports, the sandbox's probe (at most 120 s) and the from-scratch views
+
+
+def submission_bound(lesson: str, timeout: int, check_timeout: int) -> float:
+    """The longest one submission may take, as the grader promises (module docstring of
+    coursekit.tools.grade): its time and check time, three times over when a from-scratch answer
+    is checked again, plus the grace for kernel start, stop and the record."""
+    rechecked = any(task.from_scratch for task in checks.tasks(lesson))
+    return (3 if rechecked else 1) * (timeout + check_timeout) + grade.GRACE_SECONDS
+
+
+def batch_bound(notebooks: list[Path], timeout: int, check_timeout: int) -> float:
+    """How long a batch may take before the grader has broken its promise: the sum of the
+    submissions' bounds (time one waits for another's checks is not counted in its own, so with
+    --jobs 2 only the sum is certain), plus its start. A time-out for the test, not a budget: on
+    an idle machine the batch takes a small part of it."""
+    lessons = [path.name.removeprefix("exercise_")[:2] for path in notebooks]
+    return STARTUP_SECONDS + sum(submission_bound(lesson, timeout, check_timeout) for lesson in lessons)
+
+
 def test_solutions_grade_at_full_marks_and_exercises_at_zero(tmp_path):
     solutions = sorted((ROOT / "solutions").glob("[0-9][0-9]_*.ipynb"))
     exercise_copies = []
@@ -195,8 +216,10 @@ def test_solutions_grade_at_full_marks_and_exercises_at_zero(tmp_path):
         copy.write_bytes(path.read_bytes())
         exercise_copies.append(copy)
     out = tmp_path / "grades.csv"
-    result = run_grader(*solutions, *exercise_copies, "--out", out, "--jobs", 2, "--timeout", 300,
-                        "--check-timeout", 120)
+    notebooks = [*solutions, *exercise_copies]
+    result = run_grader(*notebooks, "--out", out, "--jobs", 2, "--timeout", SOLUTION_TIMEOUT,
+                        "--check-timeout", SOLUTION_CHECK_TIMEOUT,
+                        timeout=batch_bound(notebooks, SOLUTION_TIMEOUT, SOLUTION_CHECK_TIMEOUT))
     assert result.returncode == 0, result.stderr[-2000:]
     rows = read_rows(out)
     for path in solutions:

@@ -36,6 +36,7 @@ ROOT = Path(__file__).resolve().parents[1]
 TIMEOUT, CHECK_TIMEOUT = 15, 60   # checks: room for a kernel to import TensorFlow on a loaded machine
 MARKER = "coursekit-attack-marker-7d1f"      # in the command line of every process an attack starts
 LIMIT_PER_SUBMISSION = 3 * (TIMEOUT + CHECK_TIMEOUT) + grade.GRACE_SECONDS   # a from-scratch re-check included
+STARTUP_SECONDS = 300   # the grader's imports, the sandbox's probe (at most 120 s) and the from-scratch views
 
 CHANNEL_WEIGHTS = """
 import numpy as np
@@ -383,7 +384,10 @@ def grade_attacks(folder: Path) -> dict:
     command = [sys.executable, "-c", PEAK, *map(str, order), "--out", "results/grades.csv", "--lesson", "04",
                "--jobs", "2", "--timeout", str(TIMEOUT), "--check-timeout", str(CHECK_TIMEOUT)]
     start = time.monotonic()
-    result = subprocess.run(command, capture_output=True, cwd=instructor, timeout=1200,
+    # the test's time-out is the grader's own promise for the batch (each row within its limit, time
+    # spent waiting for the other job's checks not counted in it): never reached unless it is broken
+    result = subprocess.run(command, capture_output=True, cwd=instructor,
+                            timeout=STARTUP_SECONDS + len(order) * LIMIT_PER_SUBMISSION,
                             env={**os.environ, "PYTHONPATH": str(ROOT)})
     seconds = time.monotonic() - start
     time.sleep(2)   # a daemon that survived would rewrite the CSV by now
@@ -409,16 +413,16 @@ PEAK = ("import os, sys\nsys.path.insert(0, os.getcwd())   # as python -m puts i
 
 
 @pytest.fixture(scope="module")
-def attacks(tmp_path_factory, worker_id):
+def attacks(tmp_path_factory, request):
     """The batch's results, computed once even when pytest-xdist runs these tests in two workers."""
-    return once(tmp_path_factory, worker_id, "grade-attacks", grade_attacks)
+    return once(tmp_path_factory, request, "grade-attacks", grade_attacks)
 
 
-def once(tmp_path_factory, worker_id, name: str, compute):
+def once(tmp_path_factory, request, name: str, compute):
     """``compute(folder)`` (plain data), run by one worker of a session and read by the others."""
     if sandbox.unavailable():
         pytest.fail(f"these tests need the sandbox: {sandbox.unavailable()} (apt-get install bubblewrap)")
-    if worker_id == "master":
+    if not hasattr(request.config, "workerinput"):   # not an xdist worker (also under -p no:xdist)
         return compute(tmp_path_factory.mktemp(name))
     shared = tmp_path_factory.getbasetemp().parent
     with open(shared / f"{name}.lock", "w") as lock:
@@ -679,14 +683,14 @@ def run_in_sandbox(folder: Path, script: str, limits: sandbox.Limits = LIMITS) -
 
 
 @pytest.fixture(scope="module")
-def filled(tmp_path_factory, worker_id):
+def filled(tmp_path_factory, request):
     def compute(folder: Path) -> dict:
         folder.mkdir(parents=True, exist_ok=True)
         result = run_in_sandbox(folder, FILLER)
         lines = [line for line in result.stdout.splitlines() if line.startswith("{")]
         assert lines, result.stderr[-2000:]
         return json.loads(lines[-1])
-    return once(tmp_path_factory, worker_id, "grade-limits", compute)
+    return once(tmp_path_factory, request, "grade-limits", compute)
 
 
 def test_the_working_folder_and_var_tmp_share_the_sandboxs_limited_tmp(filled):
@@ -761,10 +765,10 @@ print("EVASIONS", json.dumps(found), flush=True)
 
 
 @pytest.fixture(scope="module")
-def evasions(tmp_path_factory, worker_id):
+def evasions(tmp_path_factory, request):
     """Each evasion's answer to a model whose right answer is conv_c, in a sandbox as the re-check's
     kernel sees coursekit, and in one with coursekit as it is (which shows each evasion works)."""
-    return once(tmp_path_factory, worker_id, "grade-evasions", run_evasions)
+    return once(tmp_path_factory, request, "grade-evasions", run_evasions)
 
 
 def run_evasions(folder: Path) -> dict:

@@ -5,8 +5,9 @@ What a kernel sees, all read-only: the system folders (``/usr``, ``/etc``, ``/li
 prefixes, standard library, site-packages and coursekit's own folder: not the other folders on
 ``sys.path``, such as the grader's working folder under ``python -m``), the Keras cache
 (``COURSEKIT_OFFLINE_CACHE``, else the instructor's ``~/.keras``: coursekit copies it into the
-sandbox's ``/tmp`` when imported, since Keras needs a writable cache) and the grader's exchange
-folder (:data:`EXCHANGE`: the models a check sends). Writable: one memory file system of
+sandbox's ``/tmp`` when imported, since Keras needs a writable cache), lesson 09's offline
+stimuli (``COURSEKIT_TEXTURE_SHAPE_DIR``, when set) and the grader's exchange folder
+(:data:`EXCHANGE`: the models a check sends). Writable: one memory file system of
 ``tmp_mb`` for ``/tmp``, ``/var/tmp``, its HOME and its working folder :data:`WORKDIR` (which holds
 a copy of the notebook), ``/dev/shm`` of ``shm_mb``, and the folder of its connection sockets.
 Everything else is read-only.
