@@ -12,6 +12,7 @@ import sys
 
 import pytest
 
+from conftest import unavailable
 from coursekit import env
 from coursekit.tools import cache
 
@@ -25,7 +26,7 @@ SMOKE_FILES = {"mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224.h5",
 def filled(tmp_path):
     """A cache folder holding the smoke profile's files, as Keras would have downloaded them."""
     if not OFFLINE_CACHE:
-        pytest.skip(f"needs {env.OFFLINE_CACHE_VARIABLE} (as in CI) to stand for Keras' downloads")
+        unavailable("an offline Keras cache", f"{env.OFFLINE_CACHE_VARIABLE} (set in CI) stands for Keras' downloads")
     folder = tmp_path / "keras-cache"
     shutil.copytree(OFFLINE_CACHE, folder)
     for path in folder.rglob("*"):

@@ -159,8 +159,8 @@ def dropdown_options() -> list[tuple[Path, Form, object]]:
 
 
 def names_in(source: str) -> tuple[set[str], set[str]]:
-    """(names a cell reads, names it binds), IPython's % and ! lines left out."""
-    tree = ast.parse("\n".join(line for line in source.splitlines() if not line.lstrip().startswith(("%", "!"))))
+    """(names a cell reads, names it binds); IPython's % and ! lines read and bind nothing."""
+    tree = ast.parse(re.sub(r"^(\s*)[%!].*$", r"\1pass", source, flags=re.M))
     read, bound = set(), set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Name):

@@ -9,6 +9,8 @@ from pathlib import Path
 import nbformat
 import pytest
 
+from conftest import unavailable
+
 ROOT_MARKER = "Gallery:"
 
 
@@ -110,7 +112,7 @@ def prepared_cache(tmp_path):
     """A cache folder as `python -m coursekit.tools.cache build DIR --profile smoke` leaves it
     (tests/test_cache.py runs the build itself), copied from the offline cache of this machine."""
     if not OFFLINE_CACHE:
-        pytest.skip("needs COURSEKIT_OFFLINE_CACHE (as in CI) to stand for a prepared cache")
+        unavailable("an offline Keras cache", "COURSEKIT_OFFLINE_CACHE (set in CI) stands for a prepared cache")
     cache = tmp_path / "keras-cache"
     shutil.copytree(OFFLINE_CACHE, cache)
     return cache
