@@ -83,7 +83,7 @@ def test_figures_drawn_despite_mplbackend_agg_a_lesson_that_drew_none_fails_and_
     out = tmp_path / "build"
     assert result.returncode == 1, result.stdout[-2000:] + result.stderr[-2000:]
     assert "01_plot.ipynb: ok" in result.stdout and "data:image/png;base64," in (out / "01_plot.html").read_text()
-    assert "02_blank.ipynb: FAILED" in result.stdout and "NoFigures: 1 cells call plt.show()" in result.stdout
+    assert "02_blank.ipynb: FAILED" in result.stdout and "NoFigures: 1 cell calls plt.show()" in result.stdout
     assert "03_text.ipynb: ok" in result.stdout          # a lesson that draws nothing on purpose is fine
     assert "04_long.ipynb: FAILED" in result.stdout and "END-OF-ADVICE" in result.stdout
     index = (out / "index.html").read_text()

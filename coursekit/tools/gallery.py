@@ -106,11 +106,13 @@ def execute(path: str | Path, workdir: str | Path, cell_timeout: int = 600, prog
         name, error = error_message(failure)
     finally:
         bar.close()
-    if error is None and drawing_cells(notebook) and not figures(notebook):
+    drawing = drawing_cells(notebook)
+    if error is None and drawing and not figures(notebook):
         name = "NoFigures"
-        error = (f"NoFigures: {drawing_cells(notebook)} cells call plt.show() or a plotting function, and the "
-                 "page holds no figure: matplotlib drew to a backend that shows nothing (a matplotlib.use(...) "
-                 "or MPLBACKEND inside the notebook?)")
+        cells = "1 cell calls" if drawing == 1 else f"{drawing} cells call"
+        error = (f"NoFigures: {cells} plt.show() or a plotting function, and the page holds no figure: "
+                 "matplotlib drew to a backend that shows nothing (a matplotlib.use(...) or MPLBACKEND inside "
+                 "the notebook?)")
     return RunResult(path, notebook_title(notebook), time.perf_counter() - start, error, notebook, name)
 
 
