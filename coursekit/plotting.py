@@ -422,3 +422,51 @@ def _opencv_colormap(name: str) -> int:
         known = sorted(n[len("COLORMAP_"):].lower() for n in dir(cv2) if n.startswith("COLORMAP_"))
         raise ValueError(f"Unknown colormap {name!r}. OpenCV has: {', '.join(known)}.")
     return code
+
+
+# ----------------------------------------------------------------------------- blank maps (lesson 07)
+
+NO_EVIDENCE = "no positive\nevidence"
+
+
+def label_blank(ax, heatmap, text: str = NO_EVIDENCE) -> bool:
+    """Write ``text`` across the panel ``ax`` when ``heatmap`` ``(H, W)`` is blank (one value everywhere).
+
+    A Grad-CAM map with no positive evidence for the class is all 0: drawn as it is, it is a dark
+    panel that a reader takes for a picture of something. Returns True when the panel was labelled.
+    """
+    heatmap = np.asarray(heatmap)
+    if heatmap.ndim != 2 or heatmap.max() != heatmap.min():
+        return False
+    ax.text(0.5, 0.5, text, transform=ax.transAxes, ha="center", va="center", fontsize=8, color="black",
+            bbox=dict(facecolor="white", alpha=0.85, edgecolor="none", pad=2))
+    return True
+
+
+def plot_cascade_without_blanks(steps, correlations: dict, title: str = "",
+                                ylabel: str = "rank correlation\nwith the trained map"):
+    """Cascading randomisation, as :func:`plot_cascade`, where blank maps were left out.
+
+    ``correlations``: ``{method: (len(steps), N)}`` with NaN where a map was blank (no positive
+    evidence: :func:`coursekit.metrics.blank_maps`). Each point is the mean over the other maps,
+    with their standard deviation; a point that leaves some maps out is drawn hollow, and the
+    legend says how many maps were left out in all. A step where every map was blank has no point.
+    """
+    fig, ax = plt.subplots(figsize=(max(5, 0.6 * len(steps) + 2), 3.8))
+    for name, values in correlations.items():
+        values = np.asarray(values, dtype="float64")
+        counted = (~np.isnan(values)).sum(axis=1)
+        mean = np.array([np.nanmean(row) if n else np.nan for row, n in zip(values, counted)])
+        spread = np.array([np.nanstd(row) if n else np.nan for row, n in zip(values, counted)])
+        left_out = int(values.size - counted.sum())
+        label = f"{name} ({left_out} blank maps left out)" if left_out else name
+        line = ax.errorbar(np.arange(len(steps)), mean, yerr=spread, marker="o", capsize=3, label=label)
+        partial = (counted < values.shape[1]) & (counted > 0)
+        ax.plot(np.flatnonzero(partial), mean[partial], "o", markersize=9, markerfacecolor="white",
+                markeredgecolor=line[0].get_color(), zorder=3)
+    ax.axhline(0, color="grey", linewidth=0.8)
+    ax.set_xticks(np.arange(len(steps)), steps, rotation=45, ha="right", fontsize=8)
+    ax.set_ylim(-1.05, 1.05), ax.set_ylabel(ylabel), ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=7, title="hollow: blank maps left out", title_fontsize=7)
+    fig.tight_layout()
+    return fig
