@@ -421,13 +421,28 @@ def test_the_review_names_each_reach_for_a_forbidden_function_or_around_a_check(
         "import inspect, sys, threading, os",
         "src = inspect.getsource(models.last_spatial_layer)", "sys.setprofile(None)", "threading.Thread(target=f)",
         "pid = os.fork()", "f = types.FunctionType(g.__code__, {})", "exec(src, ns)",
-        "from coursekit._inputs import layer_paths, _is_container", "x = 1"]]
+        "from coursekit._inputs import layer_paths, _is_container", "x = 1",
+        'if "google.colab" in sys.modules:\n    pass', 'if "a" in sys.modules: sys.modules["coursekit.models"] = fake']]
     found = "\n".join(scratch.review(notebook, checks.tasks("04")))
     for what in ("names a function it must write", "reads or copies code", "profiler", "threads or other processes",
                  "code built at run time", "private helpers"):
         assert what in found, what
-    assert "code cell 9" not in found
+    assert "code cell 9" not in found and "code cell 10" not in found and "code cell 11: code built at run time" in found
     assert scratch.review(notebook, checks.tasks("01")) == []    # a lesson without from-scratch tasks
+
+
+def test_the_review_finds_no_way_around_a_check_in_the_courses_own_solutions_and_exercises():
+    """Every honest notebook of lessons 04, 07 and 09 was listed for 'code built at run time': its
+    setup cell asks whether ``"google.colab" in sys.modules``."""
+    import nbformat
+
+    from coursekit import checks
+    from coursekit.tools import scratch
+    root = Path(__file__).resolve().parents[1]
+    for path in sorted([*root.glob("solutions/[0-9][0-9]_*.ipynb"), *root.glob("exercises/[0-9][0-9]_*.ipynb")]):
+        found = scratch.review(nbformat.read(path, as_version=4), checks.tasks(path.name[:2]))
+        # lesson 07's given cells compare the student's function with coursekit's: they name it
+        assert all("names a function it must write" in entry for entry in found), (path.name, found)
 
 
 # ----------------------------------------------------------------------------- multiple choice
