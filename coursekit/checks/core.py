@@ -276,13 +276,18 @@ def choice_key(task_id: str, letters) -> str:
     return hashlib.sha256(f"{task_id}|{','.join(sorted(letters))}".encode()).hexdigest()
 
 
+NO_KEY = ("your answer is well-formed and recorded. This copy of the course has no key, so it cannot tell "
+          "right from wrong here: your instructor's grader checks it.")
+
+
 def choice_task(task_id: str, *, points: int, answer: str, title: str, options: str,
-                key: str, hint: str) -> None:
+                key: str | None, hint: str) -> None:
     """Register a "select every true statement" question with options ``a``, ``b``, ...
 
     The student's answer is a set (or list, tuple, string) of option letters; ``key`` is
     :func:`choice_key` of the right set. A wrong selection gets ``hint``, the same whatever is
-    wrong, so the feedback does not point at the wrong option.
+    wrong, so the feedback does not point at the wrong option. ``key=None`` (the student release,
+    ``coursekit.tools.release``): a well-formed answer is only recorded, for the instructor's grader.
     """
     allowed = set(options)
 
@@ -300,5 +305,7 @@ def choice_task(task_id: str, *, points: int, answer: str, title: str, options: 
             raise Hint(f"{sorted(unknown)} are not options; choose among {sorted(allowed)}.")
         if not letters:
             raise Hint("no statement selected yet: put the letters of every true statement in the set.")
+        if key is None:
+            raise Hint(NO_KEY)
         if choice_key(task_id, letters) != key:
             raise Hint(hint)
