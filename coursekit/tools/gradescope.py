@@ -215,7 +215,7 @@ def run(root: Path) -> int:
     write_results(results_path, results_json(stopped, tasks, config, 0.0))
     notebook, problem = find_notebook(root / "submission")
     if notebook is None:
-        graded = grade.Grade(file="", lesson=config.lesson, status="invalid", reason=problem)
+        graded = grade.Grade(file="", lesson=config.lesson, status="invalid", reason=problem, sandbox="not run")
     else:
         try:
             graded = grade_notebook(notebook, config, root)
