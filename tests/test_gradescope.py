@@ -133,14 +133,30 @@ def test_zip_has_gradescope_layout_settings_and_cpu_requirements(autograder):
 def test_build_refuses_what_it_cannot_build(tmp_path):
     empty = tmp_path / "cache"
     (empty / "models").mkdir(parents=True)
-    result = subprocess.run([sys.executable, "-m", "coursekit.tools.gradescope", "build", "--lesson", LESSON,
-                             "--out", str(tmp_path / "a.zip"), "--keras-cache", str(empty)],
-                            capture_output=True, text=True, cwd=ROOT, timeout=120)
-    assert result.returncode == 2 and "lacks models/mobilenet_v2" in result.stderr
+    with pytest.raises(gradescope.BuildError, match="lacks models/mobilenet_v2"):
+        gradescope.build(LESSON, tmp_path / "a.zip", ROOT, keras_cache=empty)
+    with pytest.raises(gradescope.BuildError, match="lessons with exercises: 01"):
+        gradescope.build("99", tmp_path / "a.zip", ROOT)
+    with pytest.raises(gradescope.BuildError, match="--visibility"):
+        gradescope.build(LESSON, tmp_path / "a.zip", ROOT, visibility="hidden")   # a hidden test can hold no points
     assert not (tmp_path / "a.zip").exists()
-    result = subprocess.run([sys.executable, "-m", "coursekit.tools.gradescope", "build", "--lesson", "99",
-                             "--out", str(tmp_path / "a.zip")], capture_output=True, text=True, cwd=ROOT, timeout=120)
-    assert result.returncode == 2 and "lessons with exercises: 01" in result.stderr
+
+
+def test_scripts_parse_and_the_installation_check_passes(autograder, tmp_path):
+    """What setup.sh runs last, run_autograder --check, on the unpacked zip (setup.sh itself needs root and apt)."""
+    root = unpack(autograder, tmp_path / "check")
+    for script in (root / "source" / "setup.sh", root / "run_autograder"):
+        parsed = subprocess.run(["bash", "-n", str(script)], capture_output=True, text=True)
+        assert parsed.returncode == 0, parsed.stderr
+    environment = {**os.environ, gradescope.ROOT_VARIABLE: str(root), gradescope.PYTHON_VARIABLE: sys.executable}
+    result = subprocess.run(["bash", str(root / "run_autograder"), "--check"], capture_output=True, text=True,
+                            env=environment, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert f"Lesson {LESSON}: {len(checks.tasks(LESSON))} tasks, {POINTS} points" in result.stdout
+    (root / "source" / "keras" / "models" / gradescope.needed_files("smoke")[0].split("/")[1]).unlink()
+    result = subprocess.run(["bash", str(root / "run_autograder"), "--check"], capture_output=True, text=True,
+                            env=environment, timeout=300)
+    assert result.returncode == 1 and "lacks ['models/mobilenet_v2" in result.stderr
 
 
 def test_find_notebook_takes_one_notebook_at_any_depth(tmp_path):
