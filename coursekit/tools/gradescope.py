@@ -458,7 +458,7 @@ def check(root: Path) -> int:
     if missing:
         print(f"The autograder lacks {missing} under {cache}.", file=sys.stderr)
         return 1
-    import tensorflow as tf  # last: the slowest part, and what a broken installation breaks first
+    import tensorflow as tf
     print(f"Lesson {config.lesson}: {len(tasks)} tasks, {sum(t.points for t in tasks)} points; profile "
           f"{config.profile}; Python {sys.version.split()[0]}, TensorFlow {tf.__version__}; weights in {cache}.")
     return 0
