@@ -1,6 +1,9 @@
 """The grader's table as a gradebook: one row per student of a roster, in Canvas', Moodle's or a long format.
 
-    python -m coursekit.tools.export grades.csv --roster roster.csv --format canvas --assignment "Lesson 04" --out canvas.csv
+    python -m coursekit.tools.grade export grades.csv --roster roster.csv --format canvas \\
+        --assignment "Lesson 04" --out canvas.csv
+
+(or ``python -m coursekit.tools.export`` with the same arguments).
 
 ``grades.csv`` is what ``python -m coursekit.tools.grade`` wrote (one row per submitted file).
 The roster is a CSV file with a header row and one row per student:
@@ -255,8 +258,8 @@ def report(export: Export, out: Path, missing: str) -> str:
     return "\n".join(lines)
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m coursekit.tools.export", description=__doc__,
+def main(argv=None, prog: str = "python -m coursekit.tools.export") -> int:
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("grades", type=Path, help="the CSV that python -m coursekit.tools.grade wrote")
     parser.add_argument("--roster", required=True, type=Path, help="CSV: student_id, file, name, email, ...")
