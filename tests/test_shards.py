@@ -161,9 +161,17 @@ def test_merge_refuses_changed_files_interrupted_parts_and_other_columns(tmp_pat
     for path in paths:
         rows[str(path)]["status"] = "ok"
     one = write_part(tmp_path, paths, 1, 3, rows)
-    text = two.read_text().replace("sandbox", "machine", 1)
-    two.write_text(text)
+    two.write_text(two.read_text().replace("sandbox", "machine", 1))
     assert "different graders" in refusal([one, two, three], capsys)
+    two = write_part(tmp_path, paths, 2, 3, rows)
+    lesson01 = {e["part"] for e in shards.batch_entries(paths, 3) if "01.1" in rows[e["file"]]}
+    assert len(lesson01) == 2, lesson01     # two parts grade lesson 01: a grader with a task less writes one
+    fewer = {f: {c: v for c, v in cells.items() if c != "01.10"} for f, cells in rows.items()}
+    parts = [write_part(tmp_path, paths, k, 3, fewer if k == min(lesson01) else rows) for k in (1, 2, 3)]
+    assert "lesson 01's task columns differ" in refusal(parts, capsys)
+    # graded as lesson 01, yet a table holds lesson 02's tasks
+    parts = [write_part(tmp_path, paths, k, 3, rows, {"lesson": "01"}) for k in (1, 2, 3)]
+    assert "graded as lesson 01 but the tables hold lesson(s) 02's" in refusal(parts, capsys)
 
 
 # ----------------------------------------------------------------------------- one real batch
