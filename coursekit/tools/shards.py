@@ -167,8 +167,11 @@ def read_part(path: Path) -> Part:
         raise ShardError(f"{manifest_file} cannot be read ({error}): grade that part again") from None
     if not valid_manifest(manifest):
         raise ShardError(f"{manifest_file} is not a shard manifest ({MANIFEST_FORMAT}): grade that part again")
-    with open(path, newline="", encoding="utf-8") as handle:
-        rows = list(csv.reader(handle))
+    try:
+        with open(path, newline="", encoding="utf-8") as handle:
+            rows = list(csv.reader(handle))
+    except (OSError, UnicodeDecodeError, csv.Error) as error:
+        raise ShardError(f"{path} cannot be read as a grade table ({error}): grade that part again") from None
     if not rows or rows[0][:1] != ["file"] or "total" not in rows[0]:
         raise ShardError(f"{path} is not a grade table (its first column must be 'file', and it needs 'total')")
     part = Part(path, rows[0], rows[1:], manifest)
