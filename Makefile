@@ -8,7 +8,7 @@ PY := $(BIN)/python
 export PATH := $(abspath $(BIN)):$(PATH)
 INSTALLED := $(VENV)/.installed
 
-.PHONY: install lessons test colab-check lab exercises sync bench clean
+.PHONY: install lessons test colab-check lab exercises sync release release-check bench clean
 
 install: $(INSTALLED)
 
@@ -49,6 +49,16 @@ exercises: $(INSTALLED)
 
 sync: $(INSTALLED)
 	$(PY) -m coursekit.tools.course sync
+
+# The students' edition (course.toml's [release]) into build/release, or RELEASE_DIR; release-check
+# runs every lesson and exercise of it, with its own coursekit, in the smoke profile.
+RELEASE_DIR ?= build/release
+release: $(INSTALLED)
+	$(PY) -m coursekit.tools.course release $(RELEASE_DIR)
+
+release-check: export COURSEKIT_PROFILE ?= smoke
+release-check: release
+	cd $(RELEASE_DIR) && PYTHONPATH=. $(abspath $(PY)) -m pytest -p no:cacheprovider --nbval-lax notebooks exercises
 
 bench: $(INSTALLED)
 	for script in bench/*.py; do $(PY) $$script || exit 1; done

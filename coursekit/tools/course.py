@@ -6,6 +6,7 @@ setup cell (tag ``course-setup``) and the lesson table in README.md.
 
     python -m coursekit.tools.course sync           # rewrite them all
     python -m coursekit.tools.course sync --check   # exit 1 if anything is out of date
+    python -m coursekit.tools.course release DEST   # the student release (coursekit.tools.release)
 """
 from __future__ import annotations
 
@@ -148,9 +149,13 @@ def sync(root: str | Path = ".", check: bool = False) -> list[str]:
 
 
 def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["release"]:
+        from . import release  # a module of its own: the release reuses this one's badges and setup cells
+        return release.main(argv[1:])
     parser = argparse.ArgumentParser(prog="python -m coursekit.tools.course", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("command", choices=["sync"])
+    parser.add_argument("command", choices=["sync", "release"])
     parser.add_argument("--check", action="store_true", help="change nothing; exit 1 if out of date")
     parser.add_argument("--root", default=".", help="repository root (default: here)")
     args = parser.parse_args(argv)

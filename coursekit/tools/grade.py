@@ -1,6 +1,9 @@
 """Grade exercise notebooks: run each submission in a sandbox of its own, check every task outside it.
 
     python -m coursekit.tools.grade SUBMISSION.ipynb... --out grades.csv --lesson NN [--jobs N] [--timeout SECONDS]
+    python -m coursekit.tools.grade SUBMISSION.ipynb... --shard K/N --out part-K.csv ...   (see coursekit.tools.shards)
+    python -m coursekit.tools.grade merge part-1.csv part-2.csv ... --out grades.csv
+    python -m coursekit.tools.grade export grades.csv --roster roster.csv --format canvas|moodle|long ...
 
 Every submission is read into memory and hashed before the first kernel starts (the files are
 never written). Each then runs in a fresh kernel inside a bubblewrap sandbox
@@ -707,6 +710,12 @@ def read_keys(path: Path) -> dict[str, frozenset]:
 
 
 def main(argv=None) -> int:
+    from . import export, shards  # the class-wide commands: a part of the batch, merge, export
+    command = sys.argv[1:] if argv is None else list(argv)
+    if command[:1] == ["merge"]:
+        return shards.main(command[1:])
+    if command[:1] == ["export"]:
+        return export.main(command[1:], prog="python -m coursekit.tools.grade export")
     parser = argparse.ArgumentParser(prog="python -m coursekit.tools.grade", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("submissions", nargs="+", type=Path, help="the students' .ipynb files")
@@ -735,7 +744,10 @@ def main(argv=None) -> int:
                                                         "--timeout plus --check-timeout plus 60)")
     parser.add_argument("--no-sandbox", action="store_true",
                         help="run kernels as your own processes even where bubblewrap works (not for untrusted work)")
-    args = parser.parse_args(argv)
+    parser.add_argument("--shard", type=shards.spec_argument, metavar="K/N",
+                        help="grade only part K of N of the files, chosen by a hash of their bytes; "
+                             "join the parts with: grade merge")
+    args = parser.parse_args(command)
     if args.jobs < 1:
         parser.error("--jobs must be at least 1")
     if args.timeout <= 0:
@@ -778,7 +790,8 @@ def main(argv=None) -> int:
                         sandbox_note=missing or "bwrap", keys=keys)
     start = time.monotonic()
     try:
-        grades, interrupted = asyncio.run(_run_batch(list(args.submissions), args.out, settings, args.jobs, args.quiet))
+        batch = shards.start(args.submissions, args.shard, args.out, vars(args)) if args.shard else list(args.submissions)
+        grades, interrupted = asyncio.run(_run_batch(batch, args.out, settings, args.jobs, args.quiet))
     except KeyboardInterrupt:
         print("Interrupted: the CSV holds the submissions graded so far.", file=sys.stderr)
         return 1
