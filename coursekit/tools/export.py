@@ -35,7 +35,8 @@ from pathlib import Path, PurePosixPath
 
 from .. import checks
 from ..checks.core import TASK_ID
-from ._inert import printable, spreadsheet_cell
+from .safe_text import from_spreadsheet_cell, spreadsheet_cell
+from .safe_text import inert as printable
 
 FORMATS = ("canvas", "moodle", "long")
 ROSTER_REQUIRED = ("student_id", "file")
@@ -155,7 +156,7 @@ def read_grades(path: Path) -> tuple[list[GradeRow], list[str]]:
             total = None if status in NOT_GRADED else int(total_text)
         except ValueError:
             raise ExportError(f"{str(path)!r} line {line}: total {total_text!r} is not a whole number.") from None
-        grades.append(GradeRow(row.get("file") or "", total, status, row.get("reason") or ""))
+        grades.append(GradeRow(from_spreadsheet_cell(row.get("file") or ""), total, status, row.get("reason") or ""))
     return grades, [name for name in header if TASK_ID.match(name)]
 
 

@@ -47,7 +47,7 @@ import zipfile
 from pathlib import Path
 
 from .. import checks
-from ._inert import printable
+from .safe_text import inert as printable
 
 CONFIG_FILE = "autograder.json"
 ROOT_VARIABLE = "COURSEKIT_AUTOGRADER_ROOT"

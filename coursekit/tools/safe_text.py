@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import unicodedata
 
-FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+# what makes a spreadsheet (Excel, LibreOffice, Google Sheets) read a cell as a formula, with the
+# full-width forms some input methods type
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "\uff1d", "\uff0b", "\uff0d", "\uff20")
 # characters that change how the rest of a line reads without being control characters
 _DIRECTION_MARKS = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
 
@@ -46,10 +48,22 @@ def inert(value, limit: int | None = None) -> str:
     return "".join(_escape(char) if _is_unsafe(char) else char for char in text)
 
 
-def spreadsheet_cell(value) -> str:
-    """``value`` as a text cell that no spreadsheet runs as a formula (see the module docstring)."""
-    text = inert(value)
-    return "'" + text if text.startswith(FORMULA_STARTS) else text
+def spreadsheet_cell(value):
+    """``value`` as a cell that no spreadsheet runs as a formula (see the module docstring).
+
+    Numbers stay numbers; text is :func:`inert`, with ``'`` in front when it would start a formula,
+    leading spaces included (``"  =1+1"``).
+    """
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return value
+    text = inert("" if value is None else value)
+    return "'" + text if text.lstrip(" ").startswith(FORMULA_STARTS) else text
+
+
+def from_spreadsheet_cell(text: str) -> str:
+    """The text :func:`spreadsheet_cell` guarded, without its ``'`` (a file name read back from a table)."""
+    guarded = text.startswith("'") and text[1:].lstrip(" ").startswith(FORMULA_STARTS)
+    return text[1:] if guarded else text
 
 
 def literal_block(lines: list[str]) -> str:

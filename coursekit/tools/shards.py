@@ -32,7 +32,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from ._inert import spreadsheet_cell
+from .safe_text import spreadsheet_cell
 
 MANIFEST_FORMAT = "coursekit-shard/1"
 MANIFEST_SUFFIX = ".shard.json"
