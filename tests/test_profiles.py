@@ -15,7 +15,11 @@ from coursekit import env, models
 from coursekit.tools.gallery import execute
 
 ROOT = Path(__file__).resolve().parents[1]
-XCEPTION_LESSONS = ["01_inside_a_cnn", "02_filter_patterns", "03_saliency", "04_grad_cam"]
+# Lessons 01 and 04 name Xception's layers (feature maps, the last convolution, Grad-CAM's layers);
+# lessons 02 and 03 at the quick sizes took 10.5 of these tests' 12.7 minutes on 2 idle cores, and
+# what they use of Xception (pattern layers, input size) is checked by the test above. They run at
+# the quick and full sizes with `python bench/notebook_times.py --profiles quick full --random-weights`.
+XCEPTION_LESSONS = ["01_inside_a_cnn", "04_grad_cam"]
 
 
 def test_random_weights_build_the_real_architecture_and_say_so(random_weights, monkeypatch, capsys):
