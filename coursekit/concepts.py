@@ -33,7 +33,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from . import _cache, _forward, _inputs
+from . import _forward, _inputs
 from ._inputs import TOP_PREDICTION, batches, class_codes, image_batch, layer_path, n_classes
 
 SIGNIFICANCE_LEVEL = 0.05
@@ -124,24 +124,19 @@ def layer_gradients(model: keras.Model, layer: str, images, class_index=None, *,
 
 def _gradients(model: keras.Model, paths: list[str], batch: np.ndarray, classes: np.ndarray,
                batch_size: int) -> list[np.ndarray]:
-    """Flat gradients ``(N, D_l)`` of the class logits at every layer in ``paths``, one pass per batch."""
-    step = _cache.per_model(model, ("concept_gradients", tuple(paths)), lambda: _gradient_step(model, paths))
-    parts = [step(tf.constant(batch[part]), tf.constant(classes[part])) for part in batches(len(batch), batch_size)]
-    return [np.concatenate([part[i].numpy() for part in parts]).reshape(len(batch), -1) for i in range(len(paths))]
+    """Flat gradients ``(N, D_l)`` of the class logits at every layer in ``paths``, one pass per batch.
 
-
-def _gradient_step(model: keras.Model, paths: list[str]):
-    """A compiled ``(batch, classes) -> [d logit[class] / d activations of each layer]``."""
+    Run eagerly, not compiled: TCAV needs one gradient pass per class set, and compiling the pass
+    for a model and layers costs more than running it a few times (seconds for MobileNetV2).
+    """
     both = _inputs.outputs_model(model, list(paths), logits=True)   # (*activations, logits), nested models too
-    input_spec = tf.TensorSpec((None, *model.inputs[0].shape[1:]), tf.float32)
-
-    @tf.function(input_signature=[input_spec, tf.TensorSpec((None,), tf.int32)])
-    def step(batch, classes):
+    parts = []
+    for part in batches(len(batch), batch_size):
         with tf.GradientTape() as tape:
-            *activations, logits = both(batch, training=False)
+            *activations, logits = both(tf.constant(batch[part]), training=False)
             tape.watch(activations)
             top = tf.argmax(logits, axis=-1, output_type=tf.int32)
-            chosen = tf.where(classes == TOP_PREDICTION, top, classes)
+            chosen = tf.where(classes[part] == TOP_PREDICTION, top, classes[part])
             # in inference mode images do not interact: the sum's gradient holds each image's own
             score = tf.reduce_sum(tf.gather(logits, chosen, axis=1, batch_dims=1))
         gradients = tape.gradient(score, activations)
@@ -149,9 +144,8 @@ def _gradient_step(model: keras.Model, paths: list[str]):
             if gradient is None:
                 raise ValueError(f"The class scores of {model.name!r} do not depend on layer {path!r}: choose a "
                                  "layer between the input and the class scores.")
-        return gradients
-
-    return step
+        parts.append([gradient.numpy().reshape(len(gradient), -1) for gradient in gradients])
+    return [np.concatenate(column) for column in zip(*parts)]
 
 
 # ----------------------------------------------------------------------------- the CAV
@@ -227,9 +221,17 @@ def _cross_validated_accuracy(gram: np.ndarray, labels: np.ndarray, seed: int) -
 def _one_blas_thread():
     """Products of tall, thin matrices are quick on one core; with BLAS's own threads competing with
     TensorFlow's on a busy machine, the same products took a hundred times longer (measured)."""
-    from threadpoolctl import threadpool_limits
-    with threadpool_limits(1, user_api="blas"):
+    with _blas_threads().limit(limits=1, user_api="blas"):
         yield
+
+
+@lru_cache(maxsize=1)
+def _blas_threads():
+    """threadpoolctl's view of the loaded BLAS libraries, found once (finding them reads the process's
+    library list: 20 ms a time). scikit-learn is imported first so that scipy's BLAS is among them."""
+    import sklearn.linear_model  # noqa: F401
+    from threadpoolctl import ThreadpoolController
+    return ThreadpoolController()
 
 
 def _rows(activations, name: str) -> np.ndarray:
@@ -330,7 +332,7 @@ def p_value(concept_scores, random_scores) -> float:
 
 def tcav_test(model: keras.Model, layer, images, class_index, concept_images, random_sets, *,
               seed: int = 0, batch_size: int = 32):
-    """TCAV with its significance test (Kim et al. 2018) for one concept and class, at one layer or several.
+    """TCAV with its significance test (Kim et al. 2018) for a concept and a class at a layer.
 
     ``images``: preprocessed images of the class (a batch); ``class_index``: None (each image's top
     class), an int, or one per image. ``concept_images``: a batch of the concept. ``random_sets``: a
@@ -338,30 +340,41 @@ def tcav_test(model: keras.Model, layer, images, class_index, concept_images, ra
     (1, 2, ...) learns a CAV of the concept against random set ``k``, and a CAV of random set 0 (a
     stand-in for a concept with no meaning) against the same set: ``runs = len(random_sets) - 1``
     TCAV scores on each side, compared by :func:`p_value`. Each set's activations are computed
-    once and dropped after their run, so memory holds three sets at a time, however many runs.
+    once and dropped after their run, so memory holds a few sets at a time, however many runs.
 
-    ``layer``: one layer (returns a :class:`TCAVResult`) or a list of layers (returns
-    ``{layer: TCAVResult}``, from one pass over each set of images for all of them).
+    Returns a :class:`TCAVResult`. Several at once, sharing the passes over the random sets:
+    ``layer`` a list of layers gives ``{layer: TCAVResult}``; ``concept_images`` a dict
+    ``{name: batch}`` gives ``{name: result}`` (each result a dict over layers when ``layer`` is a list).
     """
-    many = isinstance(layer, (list, tuple))
-    names = list(layer) if many else [layer]
+    many_layers = isinstance(layer, (list, tuple))
+    names = list(layer) if many_layers else [layer]
     if not names:
         raise ValueError("layer must name a layer, or be a non-empty list of layers.")
+    many_concepts = isinstance(concept_images, dict)
+    concept_sets = dict(concept_images) if many_concepts else {"concept": concept_images}
+    if not concept_sets:
+        raise ValueError("concept_images is an empty dict: give at least one concept's images.")
     paths = [layer_path(model, name) for name in names]
     batch = image_batch(model, images)
     classes = class_codes(class_index, len(batch), n_classes(model))
     sets = _sets(random_sets)
     gradients = _gradients(model, paths, batch, classes, batch_size)
-    concept = _activations(model, paths, image_batch(model, concept_images), batch_size)
+    concept_activations = {key: _activations(model, paths, image_batch(model, concept_batch), batch_size)
+                           for key, concept_batch in concept_sets.items()}
     first = _activations(model, paths, image_batch(model, sets[0]), batch_size)
-    runs = [[] for _ in paths]     # per layer: (concept CAV, random CAV) of each run
+    runs = {key: [[] for _ in paths] for key in concept_sets}   # per concept and layer: (concept CAV, random CAV)
     for run, random_set in enumerate(sets[1:], start=1):
         random = _activations(model, paths, image_batch(model, random_set), batch_size)
         for i, path in enumerate(paths):
-            runs[i].append((cav_from_activations(concept[i], random[i], seed=seed + run, layer=path),
-                            cav_from_activations(first[i], random[i], seed=seed + run, layer=path)))
-    results = {name: _result(gradients[i], runs[i], paths[i]) for i, name in enumerate(names)}
-    return results if many else results[names[0]]
+            random_cav = cav_from_activations(first[i], random[i], seed=seed + run, layer=path)
+            for key, activations in concept_activations.items():
+                runs[key][i].append((cav_from_activations(activations[i], random[i], seed=seed + run, layer=path),
+                                     random_cav))
+    results = {key: {name: _result(gradients[i], runs[key][i], paths[i]) for i, name in enumerate(names)}
+               for key in concept_sets}
+    if not many_layers:
+        results = {key: by_layer[names[0]] for key, by_layer in results.items()}
+    return results if many_concepts else results["concept"]
 
 
 def tcav_from_activations(gradients, concept_activations, random_activations, *, seed: int = 0,
