@@ -5,6 +5,8 @@ about it); occlusion, deletion curves and feature maps send batches of many size
 """
 from __future__ import annotations
 
+import functools
+
 import keras
 import numpy as np
 import tensorflow as tf
@@ -12,10 +14,17 @@ import tensorflow as tf
 from . import _cache, _inputs
 
 
+def _inference(model: keras.Model, images):
+    return model(images, training=False)
+
+
 def _compiled(model: keras.Model):
     def build():
         spec = tf.TensorSpec((None, *_inputs.input_shape(model)), tf.float32)
-        return tf.function(lambda images: model(images, training=False), input_signature=[spec])
+        # A partial, not a lambda: TensorFlow counts traces per Python function by its code, so one
+        # lambda traced once for each of several models (feature maps of other layers) was taken
+        # for a function retracing, with a warning; each partial is a function of its own.
+        return tf.function(functools.partial(_inference, model), input_signature=[spec])
     return _cache.per_model(model, "forward", build)
 
 

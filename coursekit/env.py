@@ -21,6 +21,7 @@ PROFILE_VARIABLE = "COURSEKIT_PROFILE"
 OFFLINE_CACHE_VARIABLE = "COURSEKIT_OFFLINE_CACHE"
 FORCE_OFFLINE_VARIABLE = "COURSEKIT_OFFLINE"
 RANDOM_WEIGHTS_VARIABLE = "COURSEKIT_RANDOM_WEIGHTS"
+TEXTURE_SHAPE_VARIABLE = "COURSEKIT_TEXTURE_SHAPE_DIR"  # a ready folder of the texture-vs-shape stimuli (lesson 09)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,6 +57,9 @@ class Profile:
     ig_steps: int = 50            # lessons 03, 07: points on Integrated Gradients' path
     memorise_digits: int = 384    # lesson 07: digits a CNN memorises with permuted labels
     memorise_epochs: int = 60     # lesson 07: upper bound on the epochs it may take
+    cue_conflict_images: int = 1280  # lesson 09: cue-conflict images measured (1,280 online in all)
+    shape_only_per_category: int = 10  # lesson 09: silhouettes and edge drawings per category (10 exist)
+    shuffle_images: int = 320     # lesson 09: cue-conflict images shuffled at each grid size
     concept_set_size: int = 50    # lesson 10: images per concept, class and random set (ImageNet model)
     concept_runs: int = 20        # lesson 10: TCAV runs = random sets less one (ImageNet model)
     digit_concept_set_size: int = 50  # lesson 10: digits per concept, class and random set (decoy test)
@@ -83,6 +87,7 @@ PROFILES: dict[str, Profile] = {
                      cascade_steps=4, fourier_steps=32, class_patterns=2, dream_octaves=3, dream_steps=10,
                      finetune_per_class=60, finetune_epochs=4, finetune_top_layers=4,
                      ig_steps=32, memorise_digits=512, memorise_epochs=80,
+                     cue_conflict_images=320, shape_only_per_category=5, shuffle_images=96,
                      concept_set_size=30, concept_runs=10, digit_concept_set_size=50, digit_concept_runs=20),
     "smoke": Profile("smoke", imagenet_model="mobilenet_v2", mnist_sample=True, epochs=2,
                      batch_size=64, n_filters=4, ascent_steps=8, pattern_size=128,
@@ -91,6 +96,7 @@ PROFILES: dict[str, Profile] = {
                      cascade_steps=3, fourier_steps=24, class_patterns=2, dream_octaves=3, dream_steps=8,
                      finetune_dataset="pasted", finetune_per_class=10, finetune_epochs=2, finetune_top_layers=2,
                      ig_steps=32, memorise_digits=384, memorise_epochs=60,
+                     cue_conflict_images=160, shape_only_per_category=3, shuffle_images=48,
                      concept_set_size=12, concept_runs=5, digit_concept_set_size=30, digit_concept_runs=10),
 }
 

@@ -21,7 +21,7 @@ from coursekit import env, features, models
 ROOT = Path(__file__).resolve().parents[1]
 LESSONS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 WITH_SOLUTIONS = LESSONS + sorted((ROOT / "solutions").glob("[0-9][0-9]_*.ipynb"))  # forms there are checked too
-LESSONS_WITH_FORMS = range(1, 9)  # lessons 01-08 must each have at least one form field
+LESSONS_WITH_FORMS = range(1, 11)  # lessons 01-10 must each have at least one form field
 FORM = re.compile(r"^(?P<assign>[A-Za-z_]\w*\s*=\s*.+?)\s*#\s*@param\s*(?P<annotation>.*)$")
 COLAB_TYPES = {"string", "number", "integer", "boolean", "slider", "date", "raw"}
 # An int form variable whose name has one of these words holds a size: its default must come from the profile.

@@ -18,9 +18,9 @@ import numpy as np
 import pytest
 
 from conftest import load_pretrained
-from coursekit import cam, concepts, features, filters, metrics, occlusion, saliency, sanity, shortcuts
+from coursekit import cam, concepts, cues, features, filters, metrics, occlusion, saliency, sanity, shortcuts
 
-MODULES = (features, saliency, cam, occlusion, metrics, sanity, shortcuts, filters, concepts)
+MODULES = (features, saliency, cam, occlusion, metrics, sanity, shortcuts, filters, cues, concepts)
 BATCH_TOLERANCE = dict(rtol=1e-4, atol=1e-5)  # float32 sums in another order: not bit-identical
 
 
@@ -50,6 +50,21 @@ def _curve(function):
 
 def _auc(function):
     return lambda model, images, **kw: function(model, images, _heatmaps(images), steps=4, **kw)
+
+
+def _category_groups(model) -> dict | None:
+    """The 16 categories for an ImageNet model; for a small one, class 0 against the mean of the others."""
+    from coursekit._inputs import n_classes
+    classes = n_classes(model)
+    return None if classes == 1000 else {"first": (0,), "others": tuple(range(1, classes))}
+
+
+def _decisions(model, images, **kw):
+    """cues.decisions (category names), as each name's position among the categories: a float array."""
+    groups = _category_groups(model)
+    names = list(groups or cues.CATEGORIES)
+    decided = cues.decisions(model, images, category_indices=groups, **kw)
+    return np.array([names.index(name) for name in decided], dtype="float64")
 
 
 METHODS: dict[str, Method] = {
@@ -83,6 +98,8 @@ METHODS: dict[str, Method] = {
         lambda model, images, **kw: filters.deep_dream(model, images, _spatial(model), octaves=1, steps=2,
                                                        progress=False, **kw).reshape((-1, *np.shape(images)[-3:])),
         lambda n, h, w, c: (n, h, w, c), classes=False, batch_size=False),
+    "cues.class_probabilities": Method(cues.class_probabilities, lambda n, h, w, c: (n, None), classes=False),
+    "cues.decisions": Method(_decisions, lambda n, h, w, c: (n,), classes=False),
     "shortcuts.right_reasons_gradients": Method(shortcuts.right_reasons_gradients, lambda n, h, w, c: (n, h, w, c),
                                                 classes=False, batch_size=False),
     # TCAV (concepts) takes (model, layer, images, ...): the images are those of the class (or of the
