@@ -241,11 +241,15 @@ def test_the_cases_tell_the_mistakes_apart():
     top class."""
     from coursekit.checks import lesson10
     rng = np.random.default_rng(0)
-    for _ in range(50):
+    for _ in range(300):
         gradients, cav, share = lesson10._derivative_case(rng)
         d = derivatives(gradients, cav)
         assert np.sum(d == 0) >= 2 and share == np.mean(d > 0) != np.mean(d >= 0)
         assert np.mean(d > 0) != np.mean(d < 0)
+        # the share of positive products (no dot product taken) is no other mistake's number
+        products = np.mean(gradients.reshape(len(gradients), -1) * cav > 0)
+        others = [np.mean(d > 0), np.mean(d >= 0), np.mean(d < 0), np.mean(d <= 0), d.mean()]
+        assert min(abs(products - other) for other in others) > 1e-6
         concept, random, u = lesson10._planted_activations(rng)
         mean = concept.reshape(len(concept), -1).mean(axis=0)
         assert mean @ u / np.linalg.norm(mean) < 0.7
