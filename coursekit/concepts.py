@@ -33,7 +33,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from . import _forward, _inputs
+from . import _forward, _inputs, env
 from ._inputs import TOP_PREDICTION, batches, class_codes, image_batch, layer_path, n_classes
 
 SIGNIFICANCE_LEVEL = 0.05
@@ -94,6 +94,18 @@ class TCAVResult:
 
 # ----------------------------------------------------------------------------- activations and gradients
 
+ACTIVATION_BATCH = 32   # images per forward pass
+# Images per gradient pass when none is given: the tape keeps every layer's activations of the
+# batch, and for Xception at 299 px 32 images took more than 8 GB of host memory (8: 4.2 GB with
+# the model); a GPU has the memory, and there larger batches are faster.
+GRADIENT_BATCH = {"gpu": 32, "cpu": 4}
+
+
+def gradient_batch_size() -> int:
+    """:data:`GRADIENT_BATCH` for the device that runs the model."""
+    return GRADIENT_BATCH["gpu" if env.has_gpu() else "cpu"]
+
+
 def layer_activations(model: keras.Model, layer: str, images, *, batch_size: int = 32) -> np.ndarray:
     """The activations of ``layer`` for a preprocessed batch ``images``, one flat row per image.
 
@@ -110,12 +122,14 @@ def _activations(model: keras.Model, paths: list[str], batch: np.ndarray, batch_
     return [out.reshape(len(batch), -1) for out in _forward.predict_all(extractor, batch, batch_size)]
 
 
-def layer_gradients(model: keras.Model, layer: str, images, class_index=None, *, batch_size: int = 32) -> np.ndarray:
+def layer_gradients(model: keras.Model, layer: str, images, class_index=None, *,
+                    batch_size: int | None = None) -> np.ndarray:
     """The gradient of each image's class score, before the softmax, with respect to ``layer``'s activations.
 
     Returns float32 ``(N, D)``, flattened as in :func:`layer_activations`. ``class_index``: None
     (each image's top class), an int, or one per image. The score is the logit
     (:func:`coursekit.models.pre_softmax`): a probability could rise only because other classes fall.
+    ``batch_size`` None: :data:`GRADIENT_BATCH` images at a time.
     """
     batch = image_batch(model, images)
     classes = class_codes(class_index, len(batch), n_classes(model))
@@ -123,7 +137,7 @@ def layer_gradients(model: keras.Model, layer: str, images, class_index=None, *,
 
 
 def _gradients(model: keras.Model, paths: list[str], batch: np.ndarray, classes: np.ndarray,
-               batch_size: int) -> list[np.ndarray]:
+               batch_size: int | None) -> list[np.ndarray]:
     """Flat gradients ``(N, D_l)`` of the class logits at every layer in ``paths``, one pass per batch.
 
     Run eagerly, not compiled: TCAV needs one gradient pass per class set, and compiling the pass
@@ -131,7 +145,7 @@ def _gradients(model: keras.Model, paths: list[str], batch: np.ndarray, classes:
     """
     both = _inputs.outputs_model(model, list(paths), logits=True)   # (*activations, logits), nested models too
     parts = []
-    for part in batches(len(batch), batch_size):
+    for part in batches(len(batch), gradient_batch_size() if batch_size is None else batch_size):
         with tf.GradientTape() as tape:
             *activations, logits = both(tf.constant(batch[part]), training=False)
             tape.watch(activations)
@@ -264,7 +278,7 @@ def concept_activation_vector(model: keras.Model, layer: str, concept_images, ra
 # ----------------------------------------------------------------------------- sensitivity and the TCAV score
 
 def directional_derivatives(model: keras.Model, layer: str, images, class_index, cav, *,
-                            batch_size: int = 32) -> np.ndarray:
+                            batch_size: int | None = None) -> np.ndarray:
     """How fast each image's class score (before the softmax) rises along ``cav`` at ``layer``.
 
     ``cav``: a :class:`CAV` made at the same layer, or a direction ``(D,)``. Returns float64 ``(N,)``:
@@ -331,7 +345,7 @@ def p_value(concept_scores, random_scores) -> float:
 # ----------------------------------------------------------------------------- the test
 
 def tcav_test(model: keras.Model, layer, images, class_index, concept_images, random_sets, *,
-              seed: int = 0, batch_size: int = 32):
+              seed: int = 0, batch_size: int | None = None):
     """TCAV with its significance test (Kim et al. 2018) for a concept and a class at a layer.
 
     ``images``: preprocessed images of the class (a batch); ``class_index``: None (each image's top
@@ -359,6 +373,7 @@ def tcav_test(model: keras.Model, layer, images, class_index, concept_images, ra
     classes = class_codes(class_index, len(batch), n_classes(model))
     sets = _sets(random_sets)
     gradients = _gradients(model, paths, batch, classes, batch_size)
+    batch_size = ACTIVATION_BATCH if batch_size is None else batch_size   # forward passes only from here
     concept_activations = {key: _activations(model, paths, image_batch(model, concept_batch), batch_size)
                            for key, concept_batch in concept_sets.items()}
     first = _activations(model, paths, image_batch(model, sets[0]), batch_size)
