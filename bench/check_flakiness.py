@@ -25,7 +25,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 PARAMETER_SET = type(pytest.param())   # what pytest.param(...) returns
 
 DEFAULT_MODULES = ["test_checks_01", "test_checks_02_04", "test_checks_05", "test_checks_06",
-                   "test_checks_07", "test_checks_08"]
+                   "test_checks_07", "test_checks_08", "test_checks_10"]
 
 
 def parametrised_cases(module):

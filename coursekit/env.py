@@ -60,6 +60,10 @@ class Profile:
     cue_conflict_images: int = 1280  # lesson 09: cue-conflict images measured (1,280 online in all)
     shape_only_per_category: int = 10  # lesson 09: silhouettes and edge drawings per category (10 exist)
     shuffle_images: int = 320     # lesson 09: cue-conflict images shuffled at each grid size
+    concept_set_size: int = 50    # lesson 10: images per concept, class and random set (ImageNet model)
+    concept_runs: int = 20        # lesson 10: TCAV runs = random sets less one (ImageNet model)
+    digit_concept_set_size: int = 50  # lesson 10: digits per concept, class and random set (decoy test)
+    digit_concept_runs: int = 30  # lesson 10: TCAV runs of the decoy test
 
     def describe(self) -> str:
         return (f"profile '{self.name}': {self.imagenet_model}, "
@@ -74,7 +78,8 @@ PROFILES: dict[str, Profile] = {
                     smoothgrad_samples=20, tsne_points=2000, top_k=9, n_units=6,
                     curve_steps=50, scorecam_max_n=128, explain_images=16, units_dataset="cifar10",
                     cascade_steps=12, fourier_steps=256, class_patterns=6, dream_octaves=4, dream_steps=40,
-                    ig_steps=64, memorise_digits=2000, memorise_epochs=150),
+                    ig_steps=64, memorise_digits=2000, memorise_epochs=150,
+                    concept_set_size=50, concept_runs=20, digit_concept_set_size=50, digit_concept_runs=30),
     "quick": Profile("quick", imagenet_model="xception", mnist_sample=False, epochs=4,
                      batch_size=128, n_filters=16, ascent_steps=20, pattern_size=150,
                      smoothgrad_samples=8, tsne_points=1000, top_k=9, n_units=4,
@@ -82,7 +87,8 @@ PROFILES: dict[str, Profile] = {
                      cascade_steps=4, fourier_steps=32, class_patterns=2, dream_octaves=3, dream_steps=10,
                      finetune_per_class=60, finetune_epochs=4, finetune_top_layers=4,
                      ig_steps=32, memorise_digits=512, memorise_epochs=80,
-                     cue_conflict_images=320, shape_only_per_category=5, shuffle_images=96),
+                     cue_conflict_images=320, shape_only_per_category=5, shuffle_images=96,
+                     concept_set_size=30, concept_runs=10, digit_concept_set_size=50, digit_concept_runs=20),
     "smoke": Profile("smoke", imagenet_model="mobilenet_v2", mnist_sample=True, epochs=2,
                      batch_size=64, n_filters=4, ascent_steps=8, pattern_size=128,
                      smoothgrad_samples=6, tsne_points=300, top_k=6, n_units=3,
@@ -90,7 +96,8 @@ PROFILES: dict[str, Profile] = {
                      cascade_steps=3, fourier_steps=24, class_patterns=2, dream_octaves=3, dream_steps=8,
                      finetune_dataset="pasted", finetune_per_class=10, finetune_epochs=2, finetune_top_layers=2,
                      ig_steps=32, memorise_digits=384, memorise_epochs=60,
-                     cue_conflict_images=160, shape_only_per_category=3, shuffle_images=48),
+                     cue_conflict_images=160, shape_only_per_category=3, shuffle_images=48,
+                     concept_set_size=12, concept_runs=5, digit_concept_set_size=30, digit_concept_runs=10),
 }
 
 

@@ -18,9 +18,9 @@ import numpy as np
 import pytest
 
 from conftest import load_pretrained
-from coursekit import cam, cues, features, filters, metrics, occlusion, saliency, sanity, shortcuts
+from coursekit import cam, concepts, cues, features, filters, metrics, occlusion, saliency, sanity, shortcuts
 
-MODULES = (features, saliency, cam, occlusion, metrics, sanity, shortcuts, filters, cues)
+MODULES = (features, saliency, cam, occlusion, metrics, sanity, shortcuts, filters, cues, concepts)
 BATCH_TOLERANCE = dict(rtol=1e-4, atol=1e-5)  # float32 sums in another order: not bit-identical
 
 
@@ -32,6 +32,7 @@ class Method:
     shape: Callable  # shape(N, H, W, C) -> the documented shape of that result
     classes: bool = True  # takes class_index
     batch_size: bool = True  # takes batch_size
+    per_image: bool = True  # one result per image (tcav_test: one score per run)
     options: dict = dataclasses.field(default_factory=dict)
 
 
@@ -101,6 +102,27 @@ METHODS: dict[str, Method] = {
     "cues.decisions": Method(_decisions, lambda n, h, w, c: (n,), classes=False),
     "shortcuts.right_reasons_gradients": Method(shortcuts.right_reasons_gradients, lambda n, h, w, c: (n, h, w, c),
                                                 classes=False, batch_size=False),
+    # TCAV (concepts) takes (model, layer, images, ...): the images are those of the class (or of the
+    # concept, for a CAV); the other sets are fixed random images of the model's size
+    "concepts.layer_activations": Method(
+        lambda model, images, **kw: concepts.layer_activations(model, _spatial(model), images, **kw),
+        lambda n, h, w, c: (n, None), classes=False),
+    "concepts.layer_gradients": Method(
+        lambda model, images, **kw: concepts.layer_gradients(model, _spatial(model), images, **kw),
+        lambda n, h, w, c: (n, None)),
+    "concepts.concept_activation_vector": Method(
+        lambda model, images, **kw: concepts.concept_activation_vector(model, _spatial(model), images,
+                                                                       _random_sets(model)[0], **kw).direction,
+        lambda n, h, w, c: (None,), classes=False),
+    "concepts.directional_derivatives": Method(
+        lambda model, images, class_index=None, **kw: concepts.directional_derivatives(
+            model, _spatial(model), images, class_index, _direction(model), **kw),
+        lambda n, h, w, c: (n,)),
+    "concepts.tcav_test": Method(
+        lambda model, images, class_index=None, **kw: concepts.tcav_test(
+            model, _spatial(model), images, class_index, _random_sets(model)[0] + 0.5, _random_sets(model)[1:],
+            **kw).scores,
+        lambda n, h, w, c: (2,), per_image=False),
 }
 
 
@@ -119,6 +141,20 @@ def _patch(images) -> int:
     return int(np.shape(images)[-2]) // 4
 
 
+def _random_sets(model) -> list[np.ndarray]:
+    """Four fixed sets of 3 random images of the model's input size (for CAVs and TCAV)."""
+    from coursekit._inputs import input_shape
+    rng = np.random.default_rng(7)
+    return [rng.uniform(-1, 1, (3, *input_shape(model))).astype("float32") for _ in range(4)]
+
+
+def _direction(model) -> np.ndarray:
+    """A fixed direction of the size of the model's last 4-D layer's activations (a CAV stand-in)."""
+    from coursekit._inputs import find_layer
+    size = int(np.prod(find_layer(model, _spatial(model)).output.shape[1:]))
+    return np.random.default_rng(8).normal(size=size)
+
+
 def public_image_methods() -> list[str]:
     """Every public function of the method modules whose first parameters are (model, images)."""
     found = []
@@ -127,7 +163,9 @@ def public_image_methods() -> list[str]:
             if name.startswith("_") or function.__module__ != module.__name__:
                 continue
             parameters = list(inspect.signature(function).parameters)
-            if parameters[:2] in (["model", "images"], ["model", "image"]):
+            # (model, images, ...), or (model, layer, images, ...) as the concepts module has them
+            if parameters[:2] in (["model", "images"], ["model", "image"]) or (module is concepts and (
+                    parameters[:2] == ["model", "layer"] and parameters[2:3] in (["images"], ["concept_images"]))):
                 found.append(f"{module.__name__.rsplit('.', 1)[-1]}.{name}")
     return sorted(found)
 
@@ -180,6 +218,7 @@ METHOD_NAMES = sorted(METHODS)
 # not parametrised with them at all (nothing is skipped).
 WITH_BATCH_SIZE = [name for name in METHOD_NAMES if METHODS[name].batch_size]
 WITH_CLASSES = [name for name in METHOD_NAMES if METHODS[name].classes]
+PER_IMAGE_WITH_CLASSES = [name for name in WITH_CLASSES if METHODS[name].per_image]
 
 
 # ----------------------------------------------------------------------------- the contract
@@ -237,7 +276,7 @@ def test_a_class_out_of_range_names_the_number_of_classes(subject, name):
         METHODS[name].run(model, images, class_index=[0, -1, 0])
 
 
-@pytest.mark.parametrize("name", WITH_CLASSES)
+@pytest.mark.parametrize("name", PER_IMAGE_WITH_CLASSES)
 def test_class_forms_agree(subject, name):
     """None = each image's top class; an int for all; one per image (None allowed per image)."""
     model, images, _ = subject
