@@ -56,6 +56,8 @@ class Profile:
     ig_steps: int = 50            # lessons 03, 07: points on Integrated Gradients' path
     memorise_digits: int = 384    # lesson 07: digits a CNN memorises with permuted labels
     memorise_epochs: int = 60     # lesson 07: upper bound on the epochs it may take
+    batch_memory_mb: int = 1024   # memory one batch of an explanation method may take: the methods'
+                                  # default batch_size follows from it (coursekit.batching)
 
     def describe(self) -> str:
         return (f"profile '{self.name}': {self.imagenet_model}, "
@@ -70,21 +72,21 @@ PROFILES: dict[str, Profile] = {
                     smoothgrad_samples=20, tsne_points=2000, top_k=9, n_units=6,
                     curve_steps=50, scorecam_max_n=128, explain_images=16, units_dataset="cifar10",
                     cascade_steps=12, fourier_steps=256, class_patterns=6, dream_octaves=4, dream_steps=40,
-                    ig_steps=64, memorise_digits=2000, memorise_epochs=150),
+                    ig_steps=64, memorise_digits=2000, memorise_epochs=150, batch_memory_mb=2048),
     "quick": Profile("quick", imagenet_model="xception", mnist_sample=False, epochs=4,
                      batch_size=128, n_filters=16, ascent_steps=20, pattern_size=150,
                      smoothgrad_samples=8, tsne_points=1000, top_k=9, n_units=4,
                      curve_steps=8, scorecam_max_n=64, explain_images=4, units_dataset="mnist",
                      cascade_steps=4, fourier_steps=32, class_patterns=2, dream_octaves=3, dream_steps=10,
                      finetune_per_class=60, finetune_epochs=4, finetune_top_layers=4,
-                     ig_steps=32, memorise_digits=512, memorise_epochs=80),
+                     ig_steps=32, memorise_digits=512, memorise_epochs=80, batch_memory_mb=1024),
     "smoke": Profile("smoke", imagenet_model="mobilenet_v2", mnist_sample=True, epochs=2,
                      batch_size=64, n_filters=4, ascent_steps=8, pattern_size=128,
                      smoothgrad_samples=6, tsne_points=300, top_k=6, n_units=3,
                      curve_steps=8, scorecam_max_n=16, explain_images=3, units_dataset="mnist",
                      cascade_steps=3, fourier_steps=24, class_patterns=2, dream_octaves=3, dream_steps=8,
                      finetune_dataset="pasted", finetune_per_class=10, finetune_epochs=2, finetune_top_layers=2,
-                     ig_steps=32, memorise_digits=384, memorise_epochs=60),
+                     ig_steps=32, memorise_digits=384, memorise_epochs=60, batch_memory_mb=512),
 }
 
 

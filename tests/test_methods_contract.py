@@ -65,6 +65,7 @@ METHODS: dict[str, Method] = {
     "saliency.input_x_gradient": Method(saliency.input_x_gradient, lambda n, h, w, c: (n, h, w, c)),
     "saliency.guided_backprop": Method(saliency.guided_backprop, lambda n, h, w, c: (n, h, w, c)),
     "cam.grad_cam": Method(cam.grad_cam, lambda n, h, w, c: (n, h, w)),
+    "cam.grad_cam_plus_plus": Method(cam.grad_cam_plus_plus, lambda n, h, w, c: (n, h, w)),
     "cam.guided_grad_cam": Method(cam.guided_grad_cam, lambda n, h, w, c: (n, h, w, c)),
     "occlusion.occlusion_map": Method(
         lambda model, images, **kw: occlusion.occlusion_map(model, images, patch=_patch(images), stride=_patch(images),
