@@ -4,13 +4,14 @@
 
 For each model (random weights: memory does not depend on them) and each kind of work
 (``gradient``: coursekit's compiled input gradient, what saliency, SmoothGrad and Integrated
-Gradients run; ``forward``: coursekit's compiled forward pass, what occlusion and the deletion
+Gradients run; ``eager gradient``: the same under a ``GradientTape`` in plain Python, as a lesson
+writes it by hand; ``forward``: coursekit's compiled forward pass, what occlusion and the deletion
 curves run), each batch size runs in a fresh process: the step is traced on one image first, then
 the peak resident memory (VmHWM, reset just before) that one call on the batch adds. The memory
 per image is the slope between the two batch sizes; its ratio to ``batching.activation_bytes``
 (the sum of all layers' outputs for a gradient, the largest output for a forward pass) is the
-factor ``coursekit.batching`` uses (GRADIENT_FACTOR, FORWARD_FACTOR): keep those at least as
-large as the largest ratio printed here. The last column is the batch the helper picks for the
+factor ``coursekit.batching`` uses (``FACTORS``): keep those at least as large as the largest
+ratio printed here. The last column is the batch the helper picks for the
 ``quick`` profile's budget and the memory it is measured to add there.
 """
 from __future__ import annotations
@@ -61,7 +62,7 @@ def child(name: str, work: str, batch_size: int) -> None:
     import tensorflow as tf
 
     import coursekit  # noqa: F401  (before Keras)
-    from coursekit import _forward, saliency
+    from coursekit import _forward, models, saliency
     model = build(name)
     shape = tuple(model.inputs[0].shape[1:])
     rng = np.random.default_rng(0)
@@ -71,6 +72,12 @@ def child(name: str, work: str, batch_size: int) -> None:
         if work == "gradient":
             step = saliency._compiled_gradient(model)
             return step(batch, tf.zeros((count,), tf.int32)).numpy()
+        if work == "eager gradient":            # a GradientTape in plain Python, as a lesson writes it
+            logits_model = models.pre_softmax(model)
+            with tf.GradientTape() as tape:
+                tape.watch(batch)
+                score = tf.reduce_sum(logits_model(batch)[:, 0])
+            return tape.gradient(score, batch).numpy()
         return _forward.predict(model, batch.numpy(), count)
 
     run(1)                                            # trace and warm up
@@ -89,7 +96,7 @@ def measure(name: str, work: str, batch_size: int) -> int:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", nargs="+", default=["mnist_cnn", "mobilenet_v2", "xception"])
-    parser.add_argument("--batches", nargs=2, type=int, default=[1, 4], metavar=("SMALL", "LARGE"))
+    parser.add_argument("--batches", nargs=2, type=int, default=[2, 6], metavar=("SMALL", "LARGE"))
     parser.add_argument("--budget-mb", type=float, default=1024, help="budget of the last column (quick: 1024)")
     parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -99,17 +106,17 @@ def main() -> int:
     from coursekit import batching
     small, large = args.batches
     print(f"Memory one call adds, per image (slope between batches of {small} and {large}), fresh process each, CPU")
-    print(f"{'model':<13}{'work':<10}{'activations':>13}{'measured':>11}{'ratio':>7}{'estimate':>10}"
+    print(f"{'model':<13}{'work':<16}{'activations':>13}{'measured':>11}{'ratio':>7}{'estimate':>10}"
           f"{'picked':>8}{'adds':>9}")
     for name in args.models:
         model = build(name)
         total, largest = batching.activation_bytes(model)
         for work in batching.WORKS:
-            base = total if work == batching.GRADIENT else largest
+            base = largest if work == batching.FORWARD else total
             slope = (measure(name, work, large) - measure(name, work, small)) / (large - small)
             picked = batching.batch_size_for(model, work, budget_mb=args.budget_mb)
             adds = measure(name, work, picked) if picked <= 64 else None
-            print(f"{name:<13}{work:<10}{base / MB:10.1f} MB{slope / MB:8.1f} MB{slope / base:7.2f}"
+            print(f"{name:<13}{work:<16}{base / MB:10.1f} MB{slope / MB:8.1f} MB{slope / base:7.2f}"
                   f"{batching.bytes_per_image(model, work) / MB:7.1f} MB{picked:8d}"
                   f"{'' if adds is None else f'{adds / MB:6.0f} MB':>9}", flush=True)
     return 0

@@ -12,9 +12,9 @@ step). Random weights: neither time nor memory depends on them.
    machine slows both alike; the median over rounds. ``ratio`` = coursekit's time / the reference's:
    1.00x or less means coursekit is at least as fast.
 2. Memory: each method and each side in a fresh process: what one call adds to the peak resident
-   memory (VmHWM, reset after a first call). coursekit sends its work through the batch that
-   ``coursekit.batching`` picks for the profile (``COURSEKIT_PROFILE``, default quick);
-   the references send everything at once.
+   memory (VmHWM, reset after a first call), and on a GPU to TensorFlow's peak GPU memory.
+   coursekit sends its work through the batch that ``coursekit.batching`` picks for the profile
+   (``COURSEKIT_PROFILE``, default quick); the references send everything at once.
 
 Guided Backprop and Guided Grad-CAM are not here: a plain version needs the same rewired graph,
 which is the method itself. Score-CAM is tf-keras-vis' own (``bench/scorecam_memory.py``).
@@ -216,27 +216,43 @@ def timing(args) -> dict:
 # ----------------------------------------------------------------------------- memory, a process each
 
 def memory_child(args) -> None:
+    import psutil
+    import tensorflow as tf
     model, batch, classes = setup(args.model, args.images)
     layer = LAYERS[args.model]
     side, method = args.memory_child
     run = {"coursekit": ours, "reference": references, "tf-keras-vis": peers}[side](model, layer)[method]
     run(batch, classes)
+    gpu = bool(tf.config.list_physical_devices("GPU"))
+    if gpu:
+        tf.config.experimental.reset_memory_stats("GPU:0")
+        gpu_before = tf.config.experimental.get_memory_info("GPU:0")["current"]
     Path("/proc/self/clear_refs").write_text("5")
-    import psutil
     before = psutil.Process().memory_info().rss
     run(batch, classes)
     for line in Path("/proc/self/status").read_text().splitlines():
         if line.startswith("VmHWM:"):
-            print(json.dumps({"added": int(line.split()[1]) * 1024 - before}), flush=True)
+            host = int(line.split()[1]) * 1024 - before
+    added = {"host": host, "gpu": tf.config.experimental.get_memory_info("GPU:0")["peak"] - gpu_before if gpu else None}
+    print(json.dumps(added), flush=True)
 
 
-def memory(args, side: str, method: str) -> float | None:
+def memory(args, side: str, method: str) -> dict | None:
+    """What one call adds, in MB: {"host": ..., "gpu": ... (None without a GPU)}; None if it failed."""
     command = [sys.executable, __file__, "--model", args.model, "--images", str(args.images),
                "--memory-child", side, method]
     run = subprocess.run(command, capture_output=True, text=True)
     if run.returncode != 0:
         return None
-    return json.loads(run.stdout.strip().splitlines()[-1])["added"] / MB
+    added = json.loads(run.stdout.strip().splitlines()[-1])
+    return {key: None if value is None else value / MB for key, value in added.items()}
+
+
+def _memory_text(used: dict | None) -> str:
+    if used is None:
+        return f"{'failed':>14}"
+    gpu = "" if used["gpu"] is None else f" (GPU {used['gpu']:.0f} MB)"
+    return f"{used['host']:11.0f} MB{gpu}"
 
 
 def main() -> int:
@@ -265,8 +281,7 @@ def main() -> int:
         line = (f"{method:<22}{mine * 1000:9.0f} ms{plain * 1000:8.0f} ms{mine / plain:7.2f}x"
                 + (f"{peer * 1000:11.0f} ms{mine / peer:7.2f}x" if peer else f"{'-':>14}{'':>8}"))
         if not args.skip_memory:
-            used = [memory(args, side, method) for side in ("coursekit", "reference")]
-            line += "".join(f"{'failed':>14}" if mb is None else f"{mb:11.0f} MB" for mb in used)
+            line += "".join(_memory_text(memory(args, side, method)) for side in ("coursekit", "reference"))
         print(line, flush=True)
     return 0
 

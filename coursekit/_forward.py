@@ -54,7 +54,7 @@ def predict_all(model: keras.Model, batch: np.ndarray, batch_size: int | None = 
     """
     forward = _compiled(model)
     batch = np.asarray(batch, dtype="float32")
-    size = _inputs.chosen_batch_size(model, batch_size, batching.FORWARD)
+    size = _inputs.chosen_batch_size(model, batch_size, batching.FORWARD, batch.shape[1:])
     parts = []
     for part in _inputs.batches(len(batch), size):
         outputs = forward(tf.constant(batch[part]))

@@ -151,13 +151,13 @@ def batches(count: int, batch_size) -> list[slice]:
     return [slice(start, min(start + int(batch_size), count)) for start in range(0, count, int(batch_size))]
 
 
-def chosen_batch_size(model: keras.Model, batch_size, work: str) -> int:
+def chosen_batch_size(model: keras.Model, batch_size, work: str, image_shape: tuple) -> int:
     """``batch_size`` when given (a whole number >= 1, else a ValueError), or, when None, the batch
-    that fits the profile's memory budget for ``work`` (``"gradient"`` or ``"forward"``) on this
-    model (:func:`coursekit.batching.batch_size_for`)."""
+    of images of ``image_shape`` ``(H, W, C)`` that fits the profile's memory budget for ``work``
+    (``"gradient"`` or ``"forward"``) on this model (:func:`coursekit.batching.batch_size_for`)."""
     if batch_size is None:
         from .batching import batch_size_for
-        return batch_size_for(model, work)
+        return batch_size_for(model, work, image_shape=tuple(int(d) for d in image_shape))
     batches(1, batch_size)   # refuses a bad value with the contract's message
     return int(batch_size)
 

@@ -85,7 +85,7 @@ def _class_maps(model, images, class_index, layer, upsample, batch_size, channel
                          f"such as {last_spatial_layer(model)!r} (the default).")
     batch = image_batch(model, images)
     classes = class_codes(class_index, len(batch), n_classes(model))
-    size = chosen_batch_size(model, batch_size, GRADIENT)
+    size = chosen_batch_size(model, batch_size, GRADIENT, batch.shape[1:])
     path = layer_path(model, layer)
     step = _cache.per_model(model, ("class_map", path, channel_weights),
                             lambda: _class_map_step(model, path, channel_weights))

@@ -49,7 +49,7 @@ def feature_maps(model: keras.Model, images, layers=None, batch_size: int | None
         raise ValueError(f"Model {model.name!r} has no convolution or pooling layer to read: pass layer "
                          "names, e.g. layers=['conv1'] (coursekit.models.layer_names(model) lists them).")
     batch = _inputs.image_batch(model, images)
-    batch_size = _inputs.chosen_batch_size(model, batch_size, batching.FORWARD)
+    batch_size = _inputs.chosen_batch_size(model, batch_size, batching.FORWARD, batch.shape[1:])
     extractor = activation_model(model, names)
     return dict(zip(names, _forward.predict_all(extractor, batch, batch_size)))
 

@@ -149,7 +149,7 @@ def _ascent_batch(model: keras.Model, count: int, size: int, channels: int, batc
     budget for a gradient at ``size`` px (:mod:`coursekit.batching`), and on a CPU at most
     ``CPU_BATCH`` (larger batches are slower per image there)."""
     if batch_size is not None:
-        return _inputs.chosen_batch_size(model, batch_size, batching.GRADIENT)
+        return _inputs.chosen_batch_size(model, batch_size, batching.GRADIENT, (size, size, channels))
     fits = batching.batch_size_for(model, batching.GRADIENT, image_shape=(size, size, channels))
     on_gpu = bool(tf.config.list_physical_devices("GPU"))
     return max(1, min(count, fits) if on_gpu else min(CPU_BATCH, fits))
@@ -650,7 +650,7 @@ def layer_activation(model: keras.Model, images, layers, *, batch_size: int | No
     for name in names:
         require_spatial(model, name, purpose="layer_activation")
     batch = _inputs.image_batch(model, images)
-    batch_size = _inputs.chosen_batch_size(model, batch_size, batching.FORWARD)
+    batch_size = _inputs.chosen_batch_size(model, batch_size, batching.FORWARD, batch.shape[1:])
     extractor = _inputs.outputs_model(model, names)
     totals = []
     for part in _inputs.batches(len(batch), batch_size):

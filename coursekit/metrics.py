@@ -154,7 +154,7 @@ def blurred(images, sigma: float | None = None) -> np.ndarray:
 def _curve(model, images, heatmaps, class_index, steps, baseline, delete: bool, seed: int,
            batch_size: int):
     images = _inputs.image_batch(model, images)
-    batch_size = _inputs.chosen_batch_size(model, batch_size, batching.FORWARD)  # refuses a bad one first
+    batch_size = _inputs.chosen_batch_size(model, batch_size, batching.FORWARD, images.shape[1:])  # refuses a bad one first
     count, height, width = images.shape[:3]
     heatmaps = np.asarray(heatmaps, dtype="float64")
     if heatmaps.shape == (height, width) and count == 1:

@@ -50,7 +50,7 @@ def occlusion_map(model: keras.Model, images, class_index=None, patch: int = 8, 
     ``score(image) - score(occluded image)``. Positive: hiding it lowers the score.
     """
     batch = _inputs.image_batch(model, images)
-    batch_size = _inputs.chosen_batch_size(model, batch_size, batching.FORWARD)  # refuses a bad one first
+    batch_size = _inputs.chosen_batch_size(model, batch_size, batching.FORWARD, batch.shape[1:])  # refuses a bad one first
     count, height, width = batch.shape[:3]
     check_patch(patch, stride, height, width)
     score_model = pre_softmax(model)   # logits, or the model's own output when it has no softmax

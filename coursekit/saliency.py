@@ -81,7 +81,7 @@ def smoothgrad(model: keras.Model, images, class_index=None, samples: int = 20, 
     if noise < 0:
         raise ValueError(f"noise must be >= 0 (a share of the image's value range); got {noise}.")
     batch = image_batch(model, images)
-    size = chosen_batch_size(model, batch_size, GRADIENT)
+    size = chosen_batch_size(model, batch_size, GRADIENT, batch.shape[1:])
     classes = _resolved_classes(model, batch, class_index, batch_size)
     sigmas = (noise * (batch.max(axis=(1, 2, 3)) - batch.min(axis=(1, 2, 3)))).astype("float32")
     step = _compiled_gradient(model)
@@ -131,7 +131,7 @@ def _to_map(gradients: np.ndarray, positive_only: bool) -> np.ndarray:
 def _gradients(model, batch: np.ndarray, classes: np.ndarray, batch_size: int | None, step=None) -> np.ndarray:
     """``step`` (default: the model's input gradient) of every image, ``batch_size`` at a time (sized for ``model``)."""
     step = step or _compiled_gradient(model)
-    size = chosen_batch_size(model, batch_size, GRADIENT)
+    size = chosen_batch_size(model, batch_size, GRADIENT, batch.shape[1:])
     gradients = np.empty(batch.shape, dtype="float32")
     for part in batches(len(batch), size):
         gradients[part] = step(tf.constant(batch[part]), tf.constant(classes[part])).numpy()
@@ -231,7 +231,7 @@ def integrated_gradients(model: keras.Model, images, class_index=None, baseline=
     """
     alphas, weights = path_points(steps, method)
     batch = image_batch(model, images)
-    size = chosen_batch_size(model, batch_size, GRADIENT)
+    size = chosen_batch_size(model, batch_size, GRADIENT, batch.shape[1:])
     classes = _resolved_classes(model, batch, class_index, batch_size)
     baselines = _baselines(baseline, batch)
     step = _compiled_gradient(model)   # shared with input_gradients and smoothgrad

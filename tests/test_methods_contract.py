@@ -22,6 +22,11 @@ from coursekit import cam, features, filters, metrics, occlusion, saliency, sani
 
 MODULES = (features, saliency, cam, occlusion, metrics, sanity, shortcuts, filters)
 BATCH_TOLERANCE = dict(rtol=1e-4, atol=1e-5)  # float32 sums in another order: not bit-identical
+# A convolution's float32 rounding depends on the batch's shape. SmoothGrad's noisy copies now and
+# then land within that rounding of a ReLU's kink, where the copy's gradient then takes the other
+# side: on the smoke model (3 photos, 3 samples), batch sizes 3 and 1 gave bit-identical maps for
+# 5 seeds of 8 and differed by at most 1% of the peak at a pixel for the other 3.
+NOISY_COPIES_TOLERANCE = dict(rtol=0, atol=0.02)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -33,6 +38,7 @@ class Method:
     classes: bool = True  # takes class_index
     batch_size: bool = True  # takes batch_size
     options: dict = dataclasses.field(default_factory=dict)
+    batch_tolerance: dict = dataclasses.field(default_factory=lambda: BATCH_TOLERANCE)  # another batch_size
 
 
 def _heatmaps(images):
@@ -58,7 +64,7 @@ METHODS: dict[str, Method] = {
     "saliency.input_gradients": Method(saliency.input_gradients, lambda n, h, w, c: (n, h, w, c)),
     "saliency.vanilla_saliency": Method(saliency.vanilla_saliency, lambda n, h, w, c: (n, h, w)),
     "saliency.smoothgrad": Method(lambda model, images, **kw: saliency.smoothgrad(model, images, samples=3, **kw),
-                                  lambda n, h, w, c: (n, h, w)),
+                                  lambda n, h, w, c: (n, h, w), batch_tolerance=NOISY_COPIES_TOLERANCE),
     "saliency.integrated_gradients": Method(
         lambda model, images, **kw: saliency.integrated_gradients(model, images, steps=4, **kw),
         lambda n, h, w, c: (n, h, w, c)),
@@ -194,7 +200,11 @@ def test_batch_size_never_changes_the_result(subject, name):
     method = METHODS[name]
     whole = np.asarray(method.run(model, images, batch_size=len(images)))
     one_at_a_time = np.asarray(method.run(model, images, batch_size=1))
-    np.testing.assert_allclose(one_at_a_time, whole, **BATCH_TOLERANCE)
+    # rounding is relative to the largest value: maps in [0, 1] keep the tolerance as it is, raw
+    # outputs (feature maps up to about 10) get it times their scale
+    scale = max(1.0, float(np.abs(whole).max()))
+    tolerance = method.batch_tolerance
+    np.testing.assert_allclose(one_at_a_time, whole, rtol=tolerance["rtol"], atol=tolerance["atol"] * scale)
 
 
 @pytest.mark.parametrize("name", WITH_BATCH_SIZE)
