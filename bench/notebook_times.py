@@ -12,6 +12,8 @@ For each notebook and profile it reports:
   it starts, sampled every ``--interval`` seconds with psutil, and, for the kernel process itself,
   its exact high-water mark (``VmHWM``, reset before each cell on Linux), so a short spike between
   two samples is not missed;
+* the kernel's peak virtual memory (``VmPeak``): what a per-process address-space limit, such as
+  the grader's ``--memory-mb``, must allow (TensorFlow reserves far more than it touches);
 * the heaviest cell (the highest peak RSS while it ran) and the slowest cell, by number (the
   1-based position among the notebook's code cells) and first line;
 * on a machine with a GPU, the peak GPU memory that TensorFlow allocated
@@ -85,6 +87,8 @@ class NotebookCost:
     seconds: float       #: wall time, kernel start included
     peak_bytes: int      #: peak RSS of the kernel's process tree over the whole run
     cpu_seconds: float   #: CPU time of the kernel and its children (less sensitive to a busy machine)
+    address_space_bytes: int  #: the kernel's peak virtual memory (VmPeak): what a per-process limit
+                              #: on address space (ulimit -v, the grader's --memory-mb) must allow
     cells: list[CellCost]  #: every code cell that ran
     error: str | None = None   #: None when every cell ran
     killed: bool = False       #: killed for passing --kill-above-gb
@@ -105,15 +109,20 @@ class NotebookCost:
 
 # ----------------------------------------------------------------------------- the process tree
 
-def _high_water_mark(pid: int) -> int:
-    """The kernel process's peak RSS since its last reset (Linux ``VmHWM``), bytes; 0 elsewhere."""
+def _status_bytes(pid: int, field: str) -> int:
+    """A size from Linux's ``/proc/<pid>/status`` (``VmHWM``: peak RSS since the last reset; ``VmPeak``:
+    peak virtual memory), bytes; 0 elsewhere."""
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
+            if line.startswith(field + ":"):
                 return int(line.split()[1]) * 1024
     except OSError:
         pass
     return 0
+
+
+def _high_water_mark(pid: int) -> int:
+    return _status_bytes(pid, "VmHWM")
 
 
 def _reset_high_water_mark(pid: int) -> None:
@@ -222,7 +231,7 @@ def measure(path: Path, workdir: Path, profile_name: str, kill_above_gb: float, 
     client = NotebookClient(notebook, timeout=cell_timeout, kernel_name="python3",
                             resources={"metadata": {"path": str(workdir)}})
     cells: list[CellCost] = []
-    error, killed, monitor, cpu = None, False, None, 0.0
+    error, killed, monitor, cpu, virtual = None, False, None, 0.0, 0
     start = time.perf_counter()
     try:
         with client.setup_kernel():
@@ -242,6 +251,7 @@ def measure(path: Path, workdir: Path, profile_name: str, kill_above_gb: float, 
                     cells.append(CellCost(number, _first_line(cell.source), seconds, monitor.end_cell()))
                 cells[-1].gpu_peak_bytes = _gpu_peak(client, index)
                 cpu = monitor.cpu_seconds()
+                virtual = max(virtual, _status_bytes(monitor.process.pid, "VmPeak"))
     except (CellExecutionError, CellTimeoutError, DeadKernelError, RuntimeError) as failure:
         killed = monitor is not None and monitor.killed
         message = str(failure).strip().splitlines()
@@ -251,7 +261,7 @@ def measure(path: Path, workdir: Path, profile_name: str, kill_above_gb: float, 
         if monitor is not None:
             monitor.stop()
     return NotebookCost(profile_name, str(path.relative_to(ROOT)), time.perf_counter() - start,
-                        monitor.peak if monitor else 0, cpu, cells, error, killed)
+                        monitor.peak if monitor else 0, cpu, virtual, cells, error, killed)
 
 
 def _gpu_peak(client, index: int) -> int | None:
@@ -285,7 +295,7 @@ def describe(cost: NotebookCost) -> str:
         over.append(f"OVER {SMOKE_SECONDS:g} s")
     gpu = f", GPU peak {_gb(cost.gpu_peak_bytes)}" if cost.gpu_peak_bytes is not None else ""
     text = (f"{cost.profile:<6} {cost.notebook:<42} {cost.seconds:7.1f} s (CPU {cost.cpu_seconds:6.1f} s)  "
-            f"peak {_gb(cost.peak_bytes):>8}{gpu}"
+            f"peak {_gb(cost.peak_bytes):>8}{gpu}, address space {_gb(cost.address_space_bytes)}"
             f"  {'ok' if cost.error is None else 'FAILED: ' + cost.error}")
     if heaviest:
         text += f"\n       heaviest cell {heaviest.number} ({_gb(heaviest.peak_bytes)}): {heaviest.first_line}"
@@ -336,11 +346,11 @@ def main() -> int:
             if args.json:   # rewritten after every notebook: a stopped run keeps what it measured
                 args.json.write_text(json.dumps([dataclasses.asdict(c) for c in costs], indent=1))
     weights = "random ImageNet weights" if args.random_weights else "the profile's own weights"
-    print(f"\nprofile  notebook                                   wall time    CPU time   peak RSS  ({weights}, "
-          f"{os.cpu_count()} CPUs visible)")
+    print(f"\nprofile  notebook                                   wall time    CPU time   peak RSS   VmPeak  "
+          f"({weights}, {os.cpu_count()} CPUs visible)")
     for cost in costs:
         print(f"{cost.profile:<8} {cost.notebook:<42} {cost.seconds:7.1f} s {cost.cpu_seconds:8.1f} s "
-              f"{_gb(cost.peak_bytes):>9}"
+              f"{_gb(cost.peak_bytes):>9} {_gb(cost.address_space_bytes):>8}"
               f"{'' if cost.gpu_peak_bytes is None else '  GPU ' + _gb(cost.gpu_peak_bytes)}"
               f"{'' if cost.error is None else '  (killed)' if cost.killed else '  (failed)'}")
     if args.markdown:
