@@ -13,6 +13,8 @@ INSTALLED := $(VENV)/.installed
 install: $(INSTALLED)
 
 $(INSTALLED): requirements.txt pyproject.toml
+	@echo "Installing the course's Python packages into $(VENV) (TensorFlow, Keras, JupyterLab, scikit-learn,"
+	@echo "OpenCV, ... from requirements.txt, and coursekit itself): about 3 minutes and 3 GB of disk, once."
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements.txt
@@ -20,11 +22,15 @@ $(INSTALLED): requirements.txt pyproject.toml
 	touch $@
 
 lessons: $(INSTALLED)
+	@echo "Running every lesson in a fresh kernel, one after the other: about a minute each in the smoke"
+	@echo "profile, several in quick and full (build/lessons/index.html shows each one's time)."
 	$(PY) -m coursekit.tools.gallery notebooks --out build/lessons
 
 # Unit tests in two processes; notebooks one at a time, so that their wall times are honest.
 test: export COURSEKIT_PROFILE ?= smoke
 test: $(INSTALLED)
+	@echo "Testing in the $(COURSEKIT_PROFILE) profile: ruff, the unit tests (two processes, a few minutes), then"
+	@echo "every lesson, solution and exercise notebook one at a time (about a minute each)."
 	$(BIN)/ruff check .
 	$(PY) -m pytest tests -n 2 --durations=10
 	$(PY) -m pytest --nbval-lax notebooks solutions exercises

@@ -1,6 +1,6 @@
 """How often each check test fails when its cases are drawn again: the flakiness of the checks.
 
-    python bench/check_flakiness.py [--rounds 20] [test_checks_01 test_checks_05 ...]
+    python bench/check_flakiness.py [--rounds 20] [--only WORDS] [test_checks_01 test_checks_05 ...]
 
 Every exercise check draws new random cases each time it runs (`checks.core.fresh_rng`), so a
 wrong answer that agrees with the right one on some drawings passes now and then, and a test
@@ -50,12 +50,16 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("modules", nargs="*", default=DEFAULT_MODULES)
     parser.add_argument("--rounds", type=int, default=20)
+    parser.add_argument("--only", default="", help="run only the cases whose name contains this text "
+                                                   "(e.g. usual_forms: the right answers' usual forms)")
     args = parser.parse_args()
     os.environ.setdefault("COURSEKIT_PROFILE", "smoke")  # as `make test`
     import coursekit  # noqa: F401  (before Keras: the offline cache and the profile)
     failures, calls = collections.Counter(), collections.Counter()
     for module_name in args.modules:
         for name, test, arguments in parametrised_cases(importlib.import_module(module_name)):
+            if args.only not in name:
+                continue
             for _ in range(args.rounds):
                 calls[name] += 1
                 try:

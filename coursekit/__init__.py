@@ -5,7 +5,8 @@ is set. Modules, one idea each:
 
 * ``env`` (profiles, Colab/GPU/offline, seeding), ``models``, ``data``, ``features``, ``plotting``;
 * what the lessons compute: ``filters`` (gradient ascent), ``saliency``, ``cam`` (Grad-CAM),
-  ``occlusion``, ``shortcuts`` (decoy training and its fixes), ``metrics``, ``sanity``;
+  ``occlusion``, ``shortcuts`` (decoy training and its fixes), ``metrics``, ``sanity``, ``cues``
+  (texture or shape: cue-conflict stimuli and the shape bias; ``downloads`` fetches them);
 * ``checks``: the exercises' feedback (``check("01.2", answer)``), imported by exercise notebooks.
 
 The tools that build, publish and grade the course live apart, in ``coursekit.tools``

@@ -32,6 +32,7 @@ def traced_once(**options):
     return compile_step
 
 
+
 def _compiled(model: keras.Model):
     def build():
         spec = tf.TensorSpec((None, *_inputs.input_shape(model)), tf.float32)

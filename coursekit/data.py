@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import io
+import os
 import sys
 from functools import lru_cache
 from pathlib import Path
@@ -95,6 +96,8 @@ def upload_image(path: str | Path | None = None, size: int | tuple[int, int] | N
     """
     if fallback is not None and fallback not in SAMPLE_IMAGES:
         raise ValueError(f"fallback={fallback!r} is not a bundled sample; use one of: {', '.join(SAMPLE_IMAGES)}.")
+    if path is not None and not isinstance(path, (str, os.PathLike)):
+        raise TypeError(_not_a_path(path))
     if path is not None and str(path).strip():
         path = Path(str(path).strip()).expanduser()
         if not path.is_file():
@@ -109,6 +112,19 @@ def upload_image(path: str | Path | None = None, size: int | tuple[int, int] | N
     else:
         return _fallback(fallback, size, reason="no path was given, and the file picker exists only on Colab")
     return image if size is None else resize(image, size)
+
+
+def _not_a_path(path) -> str:
+    """Why ``path`` (not a str or path) cannot be uploaded, and what to do with it instead."""
+    if isinstance(path, np.ndarray) or hasattr(path, "__array__"):
+        what = f"an array of shape {tuple(np.shape(path))}"
+        instead = ("An image you already hold as an array needs no upload: use it as it is "
+                   "(coursekit.data.resize(image, size) resizes it).")
+    else:
+        what = f"an object of type {type(path).__name__}"
+        instead = "Pass the file's name as a string."
+    return (f"upload_image(path) takes the name of an image file, e.g. upload_image('my_photo.jpg'); "
+            f"got {what}. {instead}")
 
 
 def _pick_on_colab() -> np.ndarray | None:

@@ -21,6 +21,7 @@ PROFILE_VARIABLE = "COURSEKIT_PROFILE"
 OFFLINE_CACHE_VARIABLE = "COURSEKIT_OFFLINE_CACHE"
 FORCE_OFFLINE_VARIABLE = "COURSEKIT_OFFLINE"
 RANDOM_WEIGHTS_VARIABLE = "COURSEKIT_RANDOM_WEIGHTS"
+TEXTURE_SHAPE_VARIABLE = "COURSEKIT_TEXTURE_SHAPE_DIR"  # a ready folder of the texture-vs-shape stimuli (lesson 09)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,6 +59,9 @@ class Profile:
     memorise_epochs: int = 60     # lesson 07: upper bound on the epochs it may take
     batch_memory_mb: int = 1024   # memory one batch of an explanation method may take: the methods'
                                   # default batch_size follows from it (coursekit.batching)
+    cue_conflict_images: int = 1280  # lesson 09: cue-conflict images measured (1,280 online in all)
+    shape_only_per_category: int = 10  # lesson 09: silhouettes and edge drawings per category (10 exist)
+    shuffle_images: int = 320     # lesson 09: cue-conflict images shuffled at each grid size
 
     def describe(self) -> str:
         return (f"profile '{self.name}': {self.imagenet_model}, "
@@ -79,14 +83,18 @@ PROFILES: dict[str, Profile] = {
                      curve_steps=8, scorecam_max_n=64, explain_images=4, units_dataset="mnist",
                      cascade_steps=4, fourier_steps=32, class_patterns=2, dream_octaves=3, dream_steps=10,
                      finetune_per_class=60, finetune_epochs=4, finetune_top_layers=4,
-                     ig_steps=32, memorise_digits=512, memorise_epochs=80, batch_memory_mb=1024),
+                     ig_steps=32, memorise_digits=512, memorise_epochs=80,
+                     cue_conflict_images=320, shape_only_per_category=5, shuffle_images=96,
+                     batch_memory_mb=1024),
     "smoke": Profile("smoke", imagenet_model="mobilenet_v2", mnist_sample=True, epochs=2,
                      batch_size=64, n_filters=4, ascent_steps=8, pattern_size=128,
                      smoothgrad_samples=6, tsne_points=300, top_k=6, n_units=3,
                      curve_steps=8, scorecam_max_n=16, explain_images=3, units_dataset="mnist",
                      cascade_steps=3, fourier_steps=24, class_patterns=2, dream_octaves=3, dream_steps=8,
                      finetune_dataset="pasted", finetune_per_class=10, finetune_epochs=2, finetune_top_layers=2,
-                     ig_steps=32, memorise_digits=384, memorise_epochs=60, batch_memory_mb=512),
+                     ig_steps=32, memorise_digits=384, memorise_epochs=60,
+                     cue_conflict_images=160, shape_only_per_category=3, shuffle_images=48,
+                     batch_memory_mb=512),
 }
 
 

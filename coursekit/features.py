@@ -55,16 +55,19 @@ def feature_maps(model: keras.Model, images, layers=None, batch_size: int | None
 
 
 def normalize_channels(fmap: np.ndarray) -> np.ndarray:
-    """Scale each channel of ``(H, W, C)`` for display: mean 0.5, std 0.125, clipped to [0, 1].
+    """Scale each channel of ``(H, W, C)`` for display, values in [0, 1].
 
-    Channels that are all zero (dead units, common after ReLU) stay 0.
+    Each channel runs from 0 (or its lowest value, when it has negative ones) at 0 to its own
+    largest value at 1. After a ReLU zero is the darkest colour, so a channel that is zero
+    everywhere is a dark tile and a channel that fires in a few places is a dark tile with a few
+    bright spots: the sparsity of the activations shows. A channel that is constant and above
+    zero is 1 everywhere (a bright tile); one that is zero (or negative) everywhere is 0.
     """
     fmap = np.asarray(fmap, dtype="float32")
-    mean = fmap.mean(axis=(0, 1), keepdims=True)
-    std = fmap.std(axis=(0, 1), keepdims=True)
-    scaled = np.clip((fmap - mean) / np.where(std > 0, std, 1) * 0.125 + 0.5, 0, 1)
-    alive = np.any(fmap != 0, axis=(0, 1), keepdims=True)
-    return np.where(alive, scaled, 0.0).astype("float32")
+    low = np.minimum(fmap.min(axis=(0, 1), keepdims=True), 0.0)
+    high = fmap.max(axis=(0, 1), keepdims=True)
+    spread = high - low                       # 0 only for a constant channel at or below zero
+    return np.where(spread > 0, (fmap - low) / np.where(spread > 0, spread, 1.0), 0.0).astype("float32")
 
 
 def tile_channels(fmap, per_row: int = 16, gap: int = 1, normalize: bool = True,
@@ -75,7 +78,7 @@ def tile_channels(fmap, per_row: int = 16, gap: int = 1, normalize: bool = True,
     column ``k % per_row``; its top-left pixel is at ``(row * (H + gap), col * (W + gap))``.
     Every channel is kept: the last row is padded with blank tiles when ``C`` is not a multiple of
     ``per_row``. With ``normalize`` each channel is scaled as in :func:`normalize_channels`
-    (values in [0, 1]). Gaps hold ``gap_value`` (NaN: drawn blank by ``imshow``).
+    (values in [0, 1], 0 at zero for a ReLU output). Gaps hold ``gap_value`` (NaN: drawn blank by ``imshow``).
     """
     fmap = np.asarray(fmap, dtype="float32")
     if fmap.ndim == 4 and fmap.shape[0] == 1:

@@ -11,7 +11,7 @@ random jitter of a few pixels before every step, so a pattern must work wherever
 ``filter_patterns(..., parameterization="fourier")`` and :func:`class_pattern` search in the
 article's own way instead: a Fourier-space image with decorrelated colour, randomly warped
 before every step (``coursekit._featurevis`` says which parts are used). :func:`class_pattern`
-maximises a class score (Simonyan et al. 2013); :func:`deep_dream` amplifies what whole layers
+maximises a class score (Simonyan et al. 2014); :func:`deep_dream` amplifies what whole layers
 see in a photo (Mordvintsev et al. 2015).
 """
 from __future__ import annotations
@@ -27,6 +27,7 @@ import tensorflow as tf
 from . import _cache, _featurevis, _inputs, batching
 from ._forward import traced_once
 from ._inputs import find_layer, require_spatial
+from ._progress import progress as _progress
 
 START_NOISE = 0.1     # the start image is uniform noise in [-0.1, 0.1] around 0 (mid-grey after
                       # the [-1, 1] preprocessing of Xception and MobileNet)
@@ -121,7 +122,8 @@ def filter_patterns(model: keras.Model, layer: str, filters, steps: int = 30, si
     moved = np.zeros(len(indices), dtype=bool)
     jitter = max(1, round(size * JITTER_SHARE))
     shifts = np.random.default_rng(seed).integers(-jitter, jitter + 1, size=(steps, 2))
-    for i in _progress(range(steps), desc=f"{layer}: {len(indices)} filters", disable=not progress,
+    search = " (jitter and blur)" if regularize else ""   # tells the two searches' bars apart
+    for i in _progress(range(steps), desc=f"{layer}: {len(indices)} filters{search}", disable=not progress,
                        leave=False):
         shift = tf.constant(shifts[i], tf.int32) if regularize else no_shift
         for k, part in enumerate(parts):
@@ -154,15 +156,6 @@ def _ascent_batch(model: keras.Model, count: int, size: int, channels: int, batc
     on_gpu = bool(tf.config.list_physical_devices("GPU"))
     return max(1, min(count, fits) if on_gpu else min(CPU_BATCH, fits))
 
-
-def _progress(iterable, **options):
-    """tqdm's notebook bar where ipywidgets exists (Colab), its text bar elsewhere."""
-    try:
-        import ipywidgets  # noqa: F401
-        from tqdm.auto import tqdm
-    except ImportError:
-        from tqdm import tqdm
-    return tqdm(iterable, **options)
 
 
 def _filter_indices(filters, channels: int, layer: str) -> list[int]:

@@ -248,11 +248,12 @@ def insertion_auc(model, images, heatmaps, class_index=None, steps: int = 20, ba
 
 # ----------------------------------------------------------------------------- comparing maps
 
-def rank_correlation(maps_a, maps_b) -> np.ndarray:
+def rank_correlation(maps_a, maps_b, constant: float = 0.0) -> np.ndarray:
     """Spearman rank correlation between paired maps, one number per pair: ``(N,)`` in [-1, 1].
 
-    ``maps_a``, ``maps_b``: ``(N, H, W)`` (or ``(H, W)``). A constant map has no ranking: its
-    correlation is reported as 0.
+    ``maps_a``, ``maps_b``: ``(N, H, W)`` (or ``(H, W)``). A constant map has no ranking (a
+    Grad-CAM map with no positive evidence is all 0, see :func:`blank_maps`): its pair gets
+    ``constant``, 0 by default; ``np.nan`` leaves such pairs out of ``np.nanmean``.
     """
     from scipy.stats import rankdata
     a, b = np.asarray(maps_a, dtype="float64"), np.asarray(maps_b, dtype="float64")
@@ -266,4 +267,19 @@ def rank_correlation(maps_a, maps_b) -> np.ndarray:
     ra -= ra.mean(axis=1, keepdims=True)
     rb -= rb.mean(axis=1, keepdims=True)
     denominator = np.sqrt((ra ** 2).sum(axis=1) * (rb ** 2).sum(axis=1))
-    return np.divide((ra * rb).sum(axis=1), denominator, out=np.zeros(len(a)), where=denominator > 0)
+    return np.divide((ra * rb).sum(axis=1), denominator, out=np.full(len(a), float(constant)), where=denominator > 0)
+
+
+def blank_maps(maps) -> np.ndarray:
+    """True for each map of ``maps`` ``(N, H, W)`` (or one ``(H, W)``) that is constant: nothing to rank or show.
+
+    A Grad-CAM map whose channel-weighted sum is negative everywhere is all 0 after its ReLU: the
+    method found no positive evidence for the class anywhere. Such a map is not a picture of
+    anything; a rank correlation with it is undefined, so compare only the others (and count these).
+    """
+    maps = np.asarray(maps, dtype="float64")
+    maps = maps[None] if maps.ndim == 2 else maps
+    if maps.ndim != 3:
+        raise ValueError(f"blank_maps needs maps of shape (N, H, W) or (H, W); got {maps.shape}.")
+    flat = maps.reshape(len(maps), -1)
+    return flat.max(axis=1) == flat.min(axis=1)

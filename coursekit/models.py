@@ -167,11 +167,23 @@ def _load(key: str, include_top: bool) -> Pretrained:
 
 
 def _offline_advice(key: str) -> str:
-    return (f"The ImageNet weights of {key!r} are not cached here and cannot be downloaded "
-            "(no internet). Either use the smoke profile (COURSEKIT_PROFILE=smoke), whose model "
-            "'mobilenet_v2' works offline with the course's Keras cache, or set "
-            f"{env.OFFLINE_CACHE_VARIABLE} to a Keras cache folder that holds these weights, "
-            "or run where the internet is reachable (e.g. Colab).")
+    """What to do when ``key``'s weights are neither cached nor downloadable: the exact next step.
+
+    Suggests the smoke profile only to someone not already running it (its models are small and
+    run every lesson on a CPU); the cache command is ``coursekit.tools.cache``'s.
+    """
+    try:
+        profile_name = env.profile().name
+    except ValueError:  # an unknown COURSEKIT_PROFILE: its own error says so elsewhere
+        profile_name = "smoke"
+    smoke = ("" if profile_name == "smoke" else
+             "Or use the smoke profile (COURSEKIT_PROFILE=smoke, and --profile smoke above): small models that "
+             "run every lesson on a CPU. ")
+    return (f"The ImageNet weights of {key!r} are not cached here and cannot be downloaded (no internet). "
+            "Next step: on a machine with internet, in a clone of the course, run "
+            f"`python -m coursekit.tools.cache build keras-cache --profile {profile_name}`, copy the folder "
+            f"keras-cache here, and set {env.OFFLINE_CACHE_VARIABLE} to its path before starting Python or "
+            f"Jupyter. {smoke}On Colab nothing is needed: Keras downloads the weights.")
 
 
 def _require_cached_or_online(key: str, filename: str) -> None:

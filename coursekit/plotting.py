@@ -7,6 +7,17 @@ import cv2
 import matplotlib.pyplot as plt
 import numpy as np
 
+BLANK_NOTE = "no positive\nevidence"
+
+
+def _mark_blank(ax, heatmap) -> None:
+    """Write "no positive evidence" across a panel whose heatmap has nothing above zero (Grad-CAM
+    after its ReLU when every position speaks against the class), so that the empty panel is not
+    read as a picture of something."""
+    if not np.any(np.asarray(heatmap, dtype="float32") > 0):
+        ax.text(0.5, 0.5, BLANK_NOTE, transform=ax.transAxes, ha="center", va="center", fontsize=8,
+                color="black", bbox=dict(facecolor="white", alpha=0.85, edgecolor="none", pad=2))
+
 
 def show_images(images, titles=None, columns: int = 6, size: float = 2.2, cmap=None,
                 suptitle: str | None = None):
@@ -15,7 +26,7 @@ def show_images(images, titles=None, columns: int = 6, size: float = 2.2, cmap=N
     columns = max(1, min(columns, len(images)))
     rows = math.ceil(len(images) / columns)
     fig, axes = plt.subplots(rows, columns, figsize=(size * columns, size * rows + (0.4 if suptitle else 0)),
-                             squeeze=False)
+                             squeeze=False, layout="constrained")
     for index, ax in enumerate(axes.flat):
         ax.axis("off")
         if index < len(images):
@@ -24,8 +35,7 @@ def show_images(images, titles=None, columns: int = 6, size: float = 2.2, cmap=N
             if titles is not None:
                 ax.set_title(str(titles[index]), fontsize=9)
     if suptitle:
-        fig.suptitle(suptitle)
-    fig.tight_layout()
+        fig.suptitle(suptitle)       # constrained layout keeps it clear of two-line titles
     return fig
 
 
@@ -51,26 +61,82 @@ def kernels_as_rgb(kernels: np.ndarray) -> np.ndarray:
     return (kernels - low) / np.where(high > low, high - low, 1)
 
 
-def show_kernels_rgb(kernels: np.ndarray, columns: int = 16, title: str = ""):
-    """Draw first-layer kernels ``(kh, kw, 3, F)`` as small colour images."""
+def dead_kernels(kernels: np.ndarray, share: float = 1e-3) -> np.ndarray:
+    """Indices of the kernels of ``(kh, kw, C_in, F)`` whose largest absolute weight is below
+    ``share`` of the layer's largest: (almost) all zero, so their channel ignores the image."""
+    strength = np.abs(np.asarray(kernels, dtype="float32")).max(axis=(0, 1, 2))
+    return np.flatnonzero(strength < share * strength.max())
+
+
+def show_kernels_rgb(kernels: np.ndarray, columns: int = 16, title: str = "", dead_share: float = 1e-3):
+    """Draw first-layer kernels ``(kh, kw, 3, F)`` as small colour images, each numbered.
+
+    Each kernel is stretched from its own smallest weight (black) to its largest (white). A kernel
+    whose weights are (almost) all zero (:func:`dead_kernels` with ``dead_share``) would be
+    stretched into noise or drawn black; it is drawn black and titled "dead" in red instead.
+    """
     images = kernels_as_rgb(kernels)
-    fig = show_images(images, columns=columns, size=0.8, suptitle=title or None)
-    for ax in fig.axes:
+    dead = set(dead_kernels(kernels, dead_share).tolist())
+    images[sorted(dead)] = 0.0
+    fig = show_images(images, titles=[f"{k} dead" if k in dead else str(k) for k in range(len(images))],
+                      columns=columns, size=0.8, suptitle=title or None)
+    for k, ax in enumerate(fig.axes[:len(images)]):
         for image in ax.images:
             image.set_interpolation("nearest")
+        ax.title.set_fontsize(7)
+        if k in dead:
+            ax.title.set_color("red")
+    return fig
+
+
+def show_kernels_grey(kernels: np.ndarray, label: str = "filter", columns: int = 16, title: str = "",
+                      shared_scale: bool = True, size: float = 0.8):
+    """Single-channel kernels ``(kh, kw, K)`` (kernel ``k`` is ``kernels[..., k]``) as grey squares.
+
+    Grey is 0, white the most positive weight, black the most negative. ``shared_scale``: one scale
+    for all (strong and weak kernels compared; the figure says its range), else each kernel on its
+    own symmetric scale, with its largest absolute weight under its name. Titles are
+    ``f"{label} {k}"``: a filter of a one-channel input (a grey digit), or a depthwise
+    convolution's kernel for input channel ``k``. Returns the figure.
+    """
+    kernels = np.asarray(kernels, dtype="float32")
+    if kernels.ndim != 3:
+        raise ValueError(f"show_kernels_grey needs kernels of shape (kh, kw, K); got {kernels.shape}. "
+                         "Select one input channel first, e.g. kernels[:, :, 0, :].")
+    count = kernels.shape[-1]
+    columns = max(1, min(columns, count))
+    rows = math.ceil(count / columns)
+    strength = np.abs(kernels).max(axis=(0, 1))
+    shared = float(strength.max()) or 1.0
+    fig, axes = plt.subplots(rows, columns, squeeze=False,
+                             figsize=(size * columns, (size + (0.35 if shared_scale else 0.5)) * rows + 0.6))
+    for k, ax in enumerate(axes.flat):
+        ax.axis("off")
+        if k < count:
+            limit = shared if shared_scale else (float(strength[k]) or 1.0)
+            ax.imshow(kernels[..., k], cmap="gray", vmin=-limit, vmax=limit, interpolation="nearest")
+            ax.set_title(f"{label} {k}" if shared_scale else f"{label} {k}\n±{strength[k]:.2g}", fontsize=7)
+    scale_note = (f"one scale: grey 0, white +{shared:.2g}, black -{shared:.2g}" if shared_scale
+                  else "each kernel on its own scale: grey 0, white/black its largest |weight|")
+    fig.suptitle(f"{title}\n({scale_note})" if title else f"({scale_note})", fontsize=10)
+    fig.tight_layout()
     return fig
 
 
 def show_kernel_channels(kernels: np.ndarray, filters: int = 8, channels: int = 8, title: str = ""):
     """Deeper kernels ``(kh, kw, C_in, F)``: one grey image per (filter, input channel) pair.
 
-    Rows are filters, columns input channels; one colour scale is shared by the whole figure so
-    that strong and weak weights can be compared.
+    Rows are filters, columns input channels. One symmetric colour scale is shared by the whole
+    figure so that strong and weak weights can be compared: grey is 0, white the most positive
+    weight shown, black the most negative (the figure says the range).
     """
     kernels = np.asarray(kernels)
+    if kernels.ndim != 4:
+        raise ValueError(f"show_kernel_channels needs kernels (kh, kw, input channels, filters); got shape "
+                         f"{kernels.shape}.")
     filters, channels = min(filters, kernels.shape[3]), min(channels, kernels.shape[2])
-    limit = np.abs(kernels[:, :, :channels, :filters]).max() or 1.0
-    fig, axes = plt.subplots(filters, channels, figsize=(max(3.0, 0.9 * channels), 0.9 * filters + 0.7),
+    limit = float(np.abs(kernels[:, :, :channels, :filters]).max()) or 1.0
+    fig, axes = plt.subplots(filters, channels, figsize=(max(3.0, 0.9 * channels), 0.9 * filters + 1.0),
                              squeeze=False)
     for f in range(filters):
         for c in range(channels):
@@ -78,11 +144,11 @@ def show_kernel_channels(kernels: np.ndarray, filters: int = 8, channels: int = 
             ax.imshow(kernels[:, :, c, f], cmap="gray", vmin=-limit, vmax=limit, interpolation="nearest")
             ax.set_xticks([]), ax.set_yticks([])
             if c == 0:
-                ax.set_ylabel(f"f{f}", fontsize=7)
+                ax.set_ylabel(f"filter {f}", fontsize=7)
             if f == 0:
-                ax.set_title(f"in {c}", fontsize=7)
-    if title:
-        fig.suptitle(title)
+                ax.set_title(f"input {c}", fontsize=7)
+    scale_note = f"rows: filters, columns: input channels; grey 0, white +{limit:.2g}, black -{limit:.2g}"
+    fig.suptitle(f"{title}\n({scale_note})" if title else f"({scale_note})", fontsize=10)
     fig.tight_layout()
     return fig
 
@@ -109,7 +175,8 @@ def show_heatmaps(image, heatmaps, titles=None, alpha: float = 0.5, cmap: str = 
     """``image`` (displayable RGB), then each heatmap of ``heatmaps`` ``(M, H, W)`` drawn over it.
 
     Heatmaps are drawn by matplotlib with colour scale [0, 1] and opacity ``alpha`` (1: the
-    heatmap alone). Returns the figure.
+    heatmap alone). A heatmap that is zero everywhere says "no positive evidence" across its panel.
+    Returns the figure.
     """
     heatmaps = list(heatmaps)
     titles = list(titles) if titles is not None else [""] * len(heatmaps)
@@ -123,6 +190,7 @@ def show_heatmaps(image, heatmaps, titles=None, alpha: float = 0.5, cmap: str = 
         ax.imshow(image)
         ax.imshow(heatmap, cmap=cmap, alpha=alpha, vmin=0, vmax=1, extent=(-0.5, width - 0.5, height - 0.5, -0.5))
         ax.set_title(title, fontsize=9)
+        _mark_blank(ax, heatmap)
     for ax in axes:
         ax.axis("off")
     if suptitle:
@@ -354,3 +422,51 @@ def _opencv_colormap(name: str) -> int:
         known = sorted(n[len("COLORMAP_"):].lower() for n in dir(cv2) if n.startswith("COLORMAP_"))
         raise ValueError(f"Unknown colormap {name!r}. OpenCV has: {', '.join(known)}.")
     return code
+
+
+# ----------------------------------------------------------------------------- blank maps (lesson 07)
+
+NO_EVIDENCE = "no positive\nevidence"
+
+
+def label_blank(ax, heatmap, text: str = NO_EVIDENCE) -> bool:
+    """Write ``text`` across the panel ``ax`` when ``heatmap`` ``(H, W)`` is blank (one value everywhere).
+
+    A Grad-CAM map with no positive evidence for the class is all 0: drawn as it is, it is a dark
+    panel that a reader takes for a picture of something. Returns True when the panel was labelled.
+    """
+    heatmap = np.asarray(heatmap)
+    if heatmap.ndim != 2 or heatmap.max() != heatmap.min():
+        return False
+    ax.text(0.5, 0.5, text, transform=ax.transAxes, ha="center", va="center", fontsize=8, color="black",
+            bbox=dict(facecolor="white", alpha=0.85, edgecolor="none", pad=2))
+    return True
+
+
+def plot_cascade_without_blanks(steps, correlations: dict, title: str = "",
+                                ylabel: str = "rank correlation\nwith the trained map"):
+    """Cascading randomisation, as :func:`plot_cascade`, where blank maps were left out.
+
+    ``correlations``: ``{method: (len(steps), N)}`` with NaN where a map was blank (no positive
+    evidence: :func:`coursekit.metrics.blank_maps`). Each point is the mean over the other maps,
+    with their standard deviation; a point that leaves some maps out is drawn hollow, and the
+    legend says how many maps were left out in all. A step where every map was blank has no point.
+    """
+    fig, ax = plt.subplots(figsize=(max(5, 0.6 * len(steps) + 2), 3.8))
+    for name, values in correlations.items():
+        values = np.asarray(values, dtype="float64")
+        counted = (~np.isnan(values)).sum(axis=1)
+        mean = np.array([np.nanmean(row) if n else np.nan for row, n in zip(values, counted)])
+        spread = np.array([np.nanstd(row) if n else np.nan for row, n in zip(values, counted)])
+        left_out = int(values.size - counted.sum())
+        label = f"{name} ({left_out} blank maps left out)" if left_out else name
+        line = ax.errorbar(np.arange(len(steps)), mean, yerr=spread, marker="o", capsize=3, label=label)
+        partial = (counted < values.shape[1]) & (counted > 0)
+        ax.plot(np.flatnonzero(partial), mean[partial], "o", markersize=9, markerfacecolor="white",
+                markeredgecolor=line[0].get_color(), zorder=3)
+    ax.axhline(0, color="grey", linewidth=0.8)
+    ax.set_xticks(np.arange(len(steps)), steps, rotation=45, ha="right", fontsize=8)
+    ax.set_ylim(-1.05, 1.05), ax.set_ylabel(ylabel), ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=7, title="hollow: blank maps left out", title_fontsize=7)
+    fig.tight_layout()
+    return fig

@@ -52,3 +52,60 @@ class AlwaysEqual:
 
     def __call__(self, *args, **kwargs):
         return self
+
+
+# ----------------------------------------------------------------------------- usual forms of a right answer
+
+def _as_form(value, form: str):
+    """``value`` (numbers: an array, a tensor, a float) in the usual form ``form``."""
+    if form == "tensor":
+        import tensorflow as tf
+        return tf.constant(np.asarray(value))
+    array = np.asarray(value)
+    if form == "list":
+        return array.tolist()
+    if form == "0-d":
+        return np.asarray(array.reshape(()) if array.size == 1 else array)
+    if form == "numpy scalar":
+        return array.reshape(()).dtype.type(array.reshape(()))
+    if form in ("float64", "float32"):
+        return array.astype(form)
+    if form == "big-endian":
+        return array.astype(array.dtype.newbyteorder(">"))
+    raise ValueError(form)
+
+
+def returning(form: str, answer):
+    """``answer`` returning its result in another usual form: "float64", "float32", "tensor",
+    "list", "big-endian" (any byte order), "0-d" (an array of no dimension), "numpy scalar"."""
+    def variant(*args, **kwargs):
+        return _as_form(answer(*args, **kwargs), form)
+    variant.__name__ = f"{answer.__name__}[{form}]"
+    return variant
+
+
+def computing_in_float64(answer):
+    """``answer`` working in float64: every float array or tensor it is given, converted first."""
+    def variant(*args, **kwargs):
+        def widened(value):
+            if isinstance(value, np.ndarray) and value.dtype.kind == "f":
+                return value.astype("float64")
+            if type(value).__module__.startswith("tensorflow") and getattr(value, "dtype", None) is not None \
+                    and value.dtype.is_floating:
+                import tensorflow as tf
+                return tf.cast(value, tf.float64)
+            return value
+        return answer(*map(widened, args), **{k: widened(v) for k, v in kwargs.items()})
+    variant.__name__ = f"{answer.__name__}[computed in float64]"
+    return variant
+
+
+def usual_forms(task_id: str, answer, forms) -> list:
+    """pytest parameters ``(task_id, variant)``, one per form (see :func:`returning`), plus
+    "computed in float64" when listed."""
+    import pytest
+    cases = []
+    for form in forms:
+        variant = computing_in_float64(answer) if form == "computed in float64" else returning(form, answer)
+        cases.append(pytest.param(task_id, variant, id=f"{task_id}-{form}"))
+    return cases

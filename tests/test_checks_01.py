@@ -3,7 +3,7 @@
 import keras
 import numpy as np
 import pytest
-from check_helpers import Memorised, outcome
+from check_helpers import Memorised, outcome, usual_forms
 
 from coursekit import checks
 
@@ -35,6 +35,41 @@ def test_right_answers_pass_with_full_points(task_id):
     result = outcome(task_id, RIGHT[task_id])
     assert result.passed, result.message
     assert result.points == result.max_points == checks.find(task_id).points
+
+
+def named_by_lambda(model, layer_names):  # identity layers give the outputs readable names
+    return keras.Model(model.inputs, [keras.layers.Lambda(lambda t: t, name=f"{name}_out")(model.get_layer(name).output)
+                                      for name in layer_names])
+
+
+class Activations(keras.Model):
+    def __init__(self, model, layer_names):
+        super().__init__(name="activations")
+        self.inner = keras.Model(model.inputs, [model.get_layer(name).output for name in layer_names])
+
+    def call(self, images):
+        return self.inner(images)
+
+
+def subclassed(model, layer_names):
+    return Activations(model, layer_names)
+
+
+USUAL_FORMS = [pytest.param("01.1", named_by_lambda, id="01.1-identity Lambda layers"),
+               pytest.param("01.1", subclassed, id="01.1-a subclassed keras.Model"),
+               *usual_forms("01.2", receptive_field, ["list", "tensor", "big-endian", "float64"]),
+               *usual_forms("01.3", tile_position, ["list", "tensor", "big-endian", "float64"]),
+               pytest.param("01.4", "a, c, e", id="01.4-a string with commas"),
+               pytest.param("01.4", ["e", "C", "a"], id="01.4-a list, a capital"),
+               pytest.param("01.4", frozenset("ace"), id="01.4-a frozenset")]
+
+
+@pytest.mark.parametrize("task_id, answer", USUAL_FORMS)
+def test_usual_forms_of_a_right_answer_pass(task_id, answer):
+    """Float64 or float32, tensors, lists, either byte order, 0-d arrays, an epsilon in a
+    denominator: what students write, and what check() and the grader both accept."""
+    result = outcome(task_id, answer)
+    assert result.passed, result.message
 
 
 # ----------------------------------------------------------------------------- wrong answers

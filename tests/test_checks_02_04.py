@@ -4,7 +4,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from check_helpers import Memorised, outcome
+from check_helpers import Memorised, outcome, usual_forms
 
 from coursekit import checks, filters
 from coursekit.checks.core import close
@@ -102,6 +102,59 @@ def test_right_answers_pass_with_full_points(task_id):
     result = outcome(task_id, RIGHT[task_id])
     assert result.passed, result.message
     assert result.points == result.max_points == checks.find(task_id).points
+
+
+def ascent_step_with_epsilon(epsilon):
+    def ascent_step_guarded(images, objective, lr):
+        gradients = gradient_of(images, objective)
+        return images + lr * gradients / (per_image_norm(gradients) + epsilon)
+    ascent_step_guarded.__name__ = f"ascent_step[norm + {epsilon:g}]"
+    return ascent_step_guarded
+
+
+def to_display_with_epsilon(image):
+    return np.clip((image - image.mean()) / (image.std() + 1e-5) * 64 + 128, 0, 255).round().astype(np.uint8)
+
+
+def grad_cam_map_with_epsilon(epsilon):
+    def grad_cam_map_guarded(feature_maps, weights):
+        positive = np.maximum(np.einsum("nhwk,nk->nhw", feature_maps, weights), 0)
+        return positive / (positive.max(axis=(1, 2), keepdims=True) + epsilon)
+    grad_cam_map_guarded.__name__ = f"grad_cam_map[max + {epsilon:g}]"
+    return grad_cam_map_guarded
+
+
+def grad_cam_map_in_tensorflow(feature_maps, weights):
+    positive = tf.nn.relu(tf.einsum("nhwk,nk->nhw", feature_maps, weights))
+    return tf.math.divide_no_nan(positive, tf.reduce_max(positive, axis=(1, 2), keepdims=True))
+
+
+NUMBERS = ["float64", "float32", "tensor", "list", "big-endian", "computed in float64"]
+USUAL_FORMS = [
+    *usual_forms("02.1", filter_objective, ["computed in float64"]),
+    *usual_forms("02.2", ascent_step, NUMBERS),
+    *[pytest.param("02.2", ascent_step_with_epsilon(eps), id=f"02.2-norm + {eps:g}") for eps in (1e-12, 1e-8, 1e-5)],
+    *usual_forms("02.3", to_display, ["tensor", "big-endian", "computed in float64"]),
+    pytest.param("02.3", to_display_with_epsilon, id="02.3-std + 1e-5"),
+    *usual_forms("03.1", saliency_map, NUMBERS),
+    *usual_forms("03.2", smoothgrad_map, NUMBERS),
+    *usual_forms("03.3", probability_gradient, NUMBERS),
+    *usual_forms("03.4", integrated_gradients_map, NUMBERS[:-1]),
+    *usual_forms("04.1", channel_weights, NUMBERS),
+    *usual_forms("04.2", grad_cam_map, NUMBERS),
+    *[pytest.param("04.2", grad_cam_map_with_epsilon(eps), id=f"04.2-max + {eps:g}") for eps in (1e-7, 1e-6, 1e-5)],
+    pytest.param("04.2", grad_cam_map_in_tensorflow, id="04.2-TensorFlow, divide_no_nan"),
+    *[pytest.param(task_id, " ".join(sorted(RIGHT[task_id])).upper(), id=f"{task_id}-a string of capitals")
+      for task_id in ("02.4", "03.5", "04.4")],
+]
+
+
+@pytest.mark.parametrize("task_id, answer", USUAL_FORMS)
+def test_usual_forms_of_a_right_answer_pass(task_id, answer):
+    """Float64 or float32, tensors, lists, either byte order, 0-d arrays, an epsilon in a
+    denominator: what students write, and what check() and the grader both accept."""
+    result = outcome(task_id, answer)
+    assert result.passed, result.message
 
 
 def test_coursekit_integrated_gradients_passes_03_4():
@@ -400,6 +453,13 @@ def test_wrong_answers_get_a_specific_hint(task_id, answer, words):
     result = outcome(task_id, answer)
     assert not result.passed and result.points == 0 and not result.check_error, result.message
     assert words in result.message, result.message
+
+
+def test_a_shape_hint_of_03_1_ends_in_a_whole_sentence():
+    for shape in ((1, 2, 3, 4, 5), (2, 3), (2, 3, 4, 5)):
+        message = outcome("03.1", lambda scores_model, images, class_index, shape=shape: np.zeros(shape)).message
+        assert "should have shape" in message and message.endswith(".") and not message.rstrip(".").endswith(":"), \
+            message
 
 
 @pytest.mark.parametrize("answer, words", [case[1:] for case in WRONG_04 if case[0] == "04.2"])

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 import tensorflow as tf
-from check_helpers import Memorised, outcome
+from check_helpers import Memorised, outcome, usual_forms
 
 from coursekit import checks, models
 
@@ -53,6 +53,28 @@ def test_right_answers_pass_with_full_points(task_id):
     result = outcome(task_id, RIGHT[task_id])
     assert result.passed, result.message
     assert result.points == result.max_points == checks.find(task_id).points
+
+
+def share_in_mask_with_epsilon(maps, masks):
+    return (maps * masks).sum(axis=(1, 2)) / (maps.sum(axis=(1, 2)) + 1e-5)
+
+
+NUMBERS = ["float64", "float32", "tensor", "list", "big-endian", "computed in float64"]
+USUAL_FORMS = [
+    *usual_forms("05.1", add_patches, ["tensor", "big-endian"]),
+    *usual_forms("05.2", share_in_mask, NUMBERS),
+    pytest.param("05.2", share_in_mask_with_epsilon, id="05.2-total + 1e-5"),
+    *usual_forms("05.3", right_reasons_penalty, NUMBERS),
+    pytest.param("05.4", ["a", "d", "e"], id="05.4-a list"),
+]
+
+
+@pytest.mark.parametrize("task_id, answer", USUAL_FORMS)
+def test_usual_forms_of_a_right_answer_pass(task_id, answer):
+    """Float64 or float32, tensors, lists, either byte order, 0-d arrays, an epsilon in a
+    denominator: what students write, and what check() and the grader both accept."""
+    result = outcome(task_id, answer)
+    assert result.passed, result.message
 
 
 def test_other_right_answers_pass():

@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from check_helpers import Memorised, outcome
+from check_helpers import Memorised, outcome, usual_forms
 
 from coursekit import checks, occlusion
 
@@ -46,6 +46,29 @@ def test_right_answers_pass_with_full_points(task_id):
     result = outcome(task_id, RIGHT[task_id])
     assert result.passed, result.message
     assert result.points == result.max_points == checks.find(task_id).points
+
+
+def pca_with_scikit_learn(features):
+    from sklearn.decomposition import PCA
+    return PCA(n_components=2).fit_transform(features)
+
+
+NUMBERS = ["float64", "float32", "tensor", "list", "big-endian", "computed in float64"]
+USUAL_FORMS = [
+    *usual_forms("06.1", top_images, ["list", "tensor", "big-endian", "float64"]),
+    *usual_forms("06.2", occlusion_by_hand, NUMBERS),
+    *usual_forms("06.3", pca_2d, NUMBERS),
+    pytest.param("06.3", pca_with_scikit_learn, id="06.3-scikit-learn's PCA"),
+    pytest.param("06.4", "b, d, f", id="06.4-a string with commas"),
+]
+
+
+@pytest.mark.parametrize("task_id, answer", USUAL_FORMS)
+def test_usual_forms_of_a_right_answer_pass(task_id, answer):
+    """Float64 or float32, tensors, lists, either byte order, 0-d arrays, an epsilon in a
+    denominator: what students write, and what check() and the grader both accept."""
+    result = outcome(task_id, answer)
+    assert result.passed, result.message
 
 
 def test_other_right_answers_pass_too():

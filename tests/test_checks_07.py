@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from check_helpers import Memorised, outcome
+from check_helpers import Memorised, outcome, usual_forms
 from scipy.stats import rankdata, spearmanr
 
 from coursekit import checks
@@ -58,6 +58,34 @@ def test_right_answers_pass_with_full_points(task_id):
     result = outcome(task_id, RIGHT[task_id])
     assert result.passed, result.message
     assert result.points == result.max_points == checks.find(task_id).points
+
+
+def spearman_with_scipy(map_a, map_b):
+    value = spearmanr(np.ravel(map_a), np.ravel(map_b)).statistic
+    return 0.0 if np.isnan(value) else value
+
+
+def area_with_numpy(scores):
+    return np.trapezoid(scores, dx=1 / (len(scores) - 1))
+
+
+USUAL_FORMS = [
+    *usual_forms("07.1", spearman, ["0-d", "numpy scalar", "float32", "tensor", "list", "big-endian"]),
+    pytest.param("07.1", spearman_with_scipy, id="07.1-scipy.stats.spearmanr"),
+    *usual_forms("07.2", deletion_scores, ["float64", "float32", "tensor", "list", "big-endian"]),
+    *usual_forms("07.3", area_under_curve, ["0-d", "numpy scalar", "float32", "tensor", "big-endian"]),
+    pytest.param("07.3", area_with_numpy, id="07.3-numpy's trapezoid"),
+    *usual_forms("07.4", guided_relu_gradient, ["float32", "tensor", "list", "big-endian", "computed in float64"]),
+    pytest.param("07.5", ("a", "c", "f", "g"), id="07.5-a tuple"),
+]
+
+
+@pytest.mark.parametrize("task_id, answer", USUAL_FORMS)
+def test_usual_forms_of_a_right_answer_pass(task_id, answer):
+    """Float64 or float32, tensors, lists, either byte order, 0-d arrays, an epsilon in a
+    denominator: what students write, and what check() and the grader both accept."""
+    result = outcome(task_id, answer)
+    assert result.passed, result.message
 
 
 def test_scipy_spearmanr_with_a_guard_for_constant_maps_passes():

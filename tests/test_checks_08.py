@@ -5,7 +5,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from check_helpers import Memorised, outcome
+from check_helpers import Memorised, outcome, usual_forms
 
 from coursekit import checks
 
@@ -69,6 +69,37 @@ def test_right_answers_pass_with_full_points(task_id):
     result = outcome(task_id, RIGHT[task_id])
     assert result.passed, result.message
     assert result.points == result.max_points == checks.find(task_id).points
+
+
+def nested_grad_cam_with_epsilon(epsilon):
+    def nested_grad_cam_guarded(model, images, class_index, layer):
+        cams = grad_cam_by_hand(model, images, class_index, layer, scale=False)
+        return cams / (cams.max(axis=(1, 2), keepdims=True) + epsilon)
+    nested_grad_cam_guarded.__name__ = f"nested_grad_cam[max + {epsilon:g}]"
+    return nested_grad_cam_guarded
+
+
+def mass_in_box_with_epsilon(heatmap, box):
+    top, left, bottom, right = box
+    return heatmap[top:bottom, left:right].sum() / (heatmap.sum() + 1e-5)
+
+
+NUMBERS = ["float64", "float32", "tensor", "list", "big-endian"]
+USUAL_FORMS = [
+    *usual_forms("08.2", nested_grad_cam, NUMBERS),
+    *[pytest.param("08.2", nested_grad_cam_with_epsilon(eps), id=f"08.2-max + {eps:g}") for eps in (1e-7, 1e-5)],
+    *usual_forms("08.3", mass_in_box, ["0-d", "numpy scalar", "float32", "tensor", "computed in float64"]),
+    pytest.param("08.3", mass_in_box_with_epsilon, id="08.3-total + 1e-5"),
+    pytest.param("08.4", ["a", "c", "e"], id="08.4-a list"),
+]
+
+
+@pytest.mark.parametrize("task_id, answer", USUAL_FORMS)
+def test_usual_forms_of_a_right_answer_pass(task_id, answer):
+    """Float64 or float32, tensors, lists, either byte order, 0-d arrays, an epsilon in a
+    denominator: what students write, and what check() and the grader both accept."""
+    result = outcome(task_id, answer)
+    assert result.passed, result.message
 
 
 @pytest.mark.parametrize("task_id", ["08.1", "08.2", "08.3"])

@@ -63,14 +63,28 @@ def test_tile_channels_keeps_every_channel_when_not_a_multiple_of_per_row():
     assert np.count_nonzero(grid) == 20 * 16  # 20 filled tiles, 12 blank ones
 
 
-def test_tile_channels_normalises_and_leaves_dead_channels_blank():
+def test_tile_channels_draws_zero_darkest_and_each_channel_up_to_its_own_maximum():
     rng = np.random.default_rng(1)
-    fmap = rng.normal(size=(6, 6, 3)).astype("float32") * [1.0, 100.0, 0.0]
-    grid = features.tile_channels(fmap, per_row=3, gap=0)
-    tiles = [grid[:, 6 * c:6 * (c + 1)] for c in range(3)]
+    relu_like = np.maximum(rng.normal(size=(6, 6, 4)), 0).astype("float32") * [1.0, 100.0, 0.0, 1.0]
+    relu_like[..., 3] = 0.0
+    relu_like[2, 3, 3] = 0.5                       # zero everywhere but one pixel
+    grid = features.tile_channels(relu_like, per_row=4, gap=0)
+    tiles = [grid[:, 6 * c:6 * (c + 1)] for c in range(4)]
     assert 0 <= grid.min() and grid.max() <= 1
-    assert abs(tiles[0].mean() - tiles[1].mean()) < 0.05  # scale no longer matters
-    assert np.all(tiles[2] == 0)
+    for c in (0, 1, 3):                            # zero is 0 (darkest), the channel's maximum is 1
+        assert np.all(tiles[c][relu_like[..., c] == 0] == 0) and tiles[c].max() == 1
+    assert np.allclose(features.normalize_channels(relu_like[..., :1] * 100),   # a channel's scale
+                       features.normalize_channels(relu_like[..., :1]))           # does not matter
+    assert np.all(tiles[2] == 0)                   # a blank channel stays dark
+    assert np.count_nonzero(tiles[3]) == 1         # one lit pixel, not a lit tile
+
+
+def test_normalize_channels_keeps_the_order_of_signed_values_and_lights_a_constant_channel():
+    signed = np.stack([np.linspace(-2, 1, 9).reshape(3, 3), np.full((3, 3), 0.3)], axis=-1).astype("float32")
+    scaled = features.normalize_channels(signed)
+    assert scaled[..., 0].min() == 0 and scaled[..., 0].max() == 1        # lowest value to highest
+    assert np.all(np.diff(scaled[..., 0].ravel()) > 0)
+    assert np.all(scaled[..., 1] == 1)             # constant above zero: a bright tile, not a blank one
 
 
 def test_tile_channels_refuses_a_dense_output():
@@ -139,3 +153,18 @@ def test_top_activating_refuses_k_beyond_the_images():
         features.top_activating(flat, "units", np.zeros((5, 4)), k=6)
     with pytest.raises(ValueError, match="k must be"):
         features.top_activating(flat, "units", np.zeros((5, 4)), k=0)
+
+
+def test_feature_maps_of_many_layer_sets_do_not_warn_about_retracing(caplog):
+    # Lesson 01 asks for the maps of several layer sets in turn; each set is a model of its own,
+    # traced once. TensorFlow warned "triggered tf.function retracing" when those traces shared
+    # one Python function.
+    model = tiny_stack()
+    images = np.random.default_rng(0).normal(size=(2, 32, 32, 3)).astype("float32")
+    layer_sets = [["conv3"], ["pool"], ["dilated"], ["strided"], ["conv3", "pool"], ["pool", "dilated"],
+                  ["dilated", "strided"], ["conv3", "strided"]]
+    with caplog.at_level("WARNING", logger="tensorflow"):
+        for layers in layer_sets:
+            maps = features.feature_maps(model, images, layers=layers)
+            assert list(maps) == layers
+    assert not [record for record in caplog.records if "retracing" in record.getMessage()]

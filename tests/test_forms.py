@@ -5,6 +5,8 @@ an ordinary assignment. These tests read every lesson's form lines: each must be
 valid Colab annotation, and default to the profile's value (no size the profile owns, nor a layer
 name of one profile's model, is typed into a form). Executing them is nbval's job (`make test`)
 and the Colab check's (`make colab-check`); a changed, invalid value must get the course's errors.
+Every option of a dropdown (`#@param ["a", "b"]`) is executed here: the lesson runs with that option
+up to the last cell that depends on it.
 """
 import ast
 import dataclasses
@@ -17,11 +19,12 @@ import numpy as np
 import pytest
 
 from coursekit import env, features, models
+from coursekit.tools.course import lesson_notebooks
+from coursekit.tools.gallery import execute
 
 ROOT = Path(__file__).resolve().parents[1]
-LESSONS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
-WITH_SOLUTIONS = LESSONS + sorted((ROOT / "solutions").glob("[0-9][0-9]_*.ipynb"))  # forms there are checked too
-LESSONS_WITH_FORMS = range(1, 9)  # lessons 01-08 must each have at least one form field
+LESSONS = lesson_notebooks(ROOT / "notebooks")   # every lesson must have at least one form field
+WITH_SOLUTIONS = LESSONS + lesson_notebooks(ROOT / "solutions")  # forms there are checked too
 FORM = re.compile(r"^(?P<assign>[A-Za-z_]\w*\s*=\s*.+?)\s*#\s*@param\s*(?P<annotation>.*)$")
 COLAB_TYPES = {"string", "number", "integer", "boolean", "slider", "date", "raw"}
 # An int form variable whose name has one of these words holds a size: its default must come from the profile.
@@ -65,7 +68,7 @@ def literal(node: ast.expr):
         return None  # an expression (profile.x, net.feature_layers, ...): Colab's "raw" field
 
 
-@pytest.mark.parametrize("path", [p for p in LESSONS if int(p.name[:2]) in LESSONS_WITH_FORMS], ids=lambda p: p.name)
+@pytest.mark.parametrize("path", LESSONS, ids=lambda p: p.name)
 def test_lesson_has_form_fields(path):
     assert forms_of(path), (f"{path.name} has no Colab form field: make the values a lecturer changes live "
                             "(layer, channel, class, photo, steps) `name = default  #@param ...` lines.")
@@ -140,6 +143,87 @@ def test_the_checks_catch_a_hard_coded_size(tmp_path):
     nbformat.write(notebook, tmp_path / "09_x.ipynb")
     with pytest.raises(AssertionError, match="only a raw field"):
         test_form_fields_are_valid_colab_and_plain_python(tmp_path / "09_x.ipynb")
+
+
+# ----------------------------------------------------------------------------- every dropdown option runs
+
+def choices_of(form: Form) -> list | None:
+    annotation = form.annotation
+    return ast.literal_eval(annotation[:annotation.index("]") + 1]) if annotation.startswith("[") else None
+
+
+def dropdown_options() -> list[tuple[Path, Form, object]]:
+    """(lesson, form, option) for every option of every dropdown that is not the form's default."""
+    return [(path, form, option) for path in LESSONS for form in forms_of(path)
+            if choices_of(form) for option in choices_of(form) if option != literal(form.value)]
+
+
+def names_in(source: str) -> tuple[set[str], set[str]]:
+    """(names a cell reads, names it binds); IPython's % and ! lines read and bind nothing."""
+    tree = ast.parse(re.sub(r"^(\s*)[%!].*$", r"\1pass", source, flags=re.M))
+    read, bound = set(), set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name):
+            (read if isinstance(node.ctx, ast.Load) else bound).add(node.id)
+        elif isinstance(node, (ast.FunctionDef, ast.ClassDef)):
+            bound.add(node.name)
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            bound.update((alias.asname or alias.name).split(".")[0] for alias in node.names)
+    return read, bound
+
+
+def forms_of_source(line: str) -> tuple[str, str]:
+    """(the value's source, the annotation) of one form line."""
+    match = FORM.match(line)
+    return ast.unparse(ast.parse(match["assign"]).body[0].value), match["annotation"]
+
+
+def with_option(path: Path, form: Form, option) -> nbformat.NotebookNode:
+    """The lesson with ``option`` typed into ``form``, cut after the last cell that depends on it.
+
+    A cell depends on the form when it reads the form's name, or a name bound by a cell that does
+    (a function whose default is the form's value, an array computed from it, ...).
+    """
+    notebook = nbformat.read(path, as_version=4)
+    form_cell = next(i for i, cell in enumerate(notebook.cells) if cell.cell_type == "code" and form.line in cell.source)
+    cell = notebook.cells[form_cell]
+    typed = re.sub(r"=\s*.+?(\s*#\s*@param)", lambda match: f"= {option!r}{match[1]}", form.line, count=1)
+    assert typed != form.line and forms_of_source(typed)[0] == repr(option), (form.line, typed)
+    cell.source = cell.source.replace(form.line, typed, 1)
+    tainted, last = {form.name}, form_cell
+    for index in range(form_cell + 1, len(notebook.cells)):
+        if notebook.cells[index].cell_type == "code":
+            read, bound = names_in(notebook.cells[index].source)
+            if (read - bound) & tainted:   # a name the cell binds itself (fig, ax, i) carries nothing in
+                tainted |= bound
+                last = index
+    notebook.cells = notebook.cells[:last + 1]
+    return notebook
+
+
+@pytest.mark.parametrize("path, form, option", dropdown_options(),
+                         ids=lambda value: value.name if isinstance(value, Path) else
+                         value.name if isinstance(value, Form) else repr(value))
+def test_every_dropdown_option_runs(path, form, option, tmp_path):
+    notebook = with_option(path, form, option)
+    nbformat.write(notebook, tmp_path / path.name)
+    result = execute(tmp_path / path.name, tmp_path / "run", progress=False)
+    assert result.ok, f"{path.name} with {form.name} = {option!r} fails: {result.error}"
+
+
+def test_the_cut_keeps_every_cell_that_depends_on_the_form(tmp_path):
+    cells = ["import numpy as np", "layer = 'a'  #@param ['a', 'b']", "def use(x=layer):\n    return x",
+             "other = 1", "value = use()", "print(other)", "print(value)", "print('after')"]
+    nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in cells]), tmp_path / "09_x.ipynb")
+    form = forms_of(tmp_path / "09_x.ipynb")[0]
+    cut = with_option(tmp_path / "09_x.ipynb", form, "b")
+    assert [cell.source for cell in cut.cells] == ["import numpy as np", "layer = 'b'  #@param ['a', 'b']", *cells[2:7]]
+    cells[1] = 'layer = "a"  #@param ["a", "b"]'      # Colab writes double quotes
+    cells[6] = "fig, ax = 1, 2\nprint(value, ax)"
+    cells[7] = "fig, ax = 3, 4\nprint(ax)"              # rebinding ax makes it no dependent
+    nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in cells]), tmp_path / "09_x.ipynb")
+    cut = with_option(tmp_path / "09_x.ipynb", forms_of(tmp_path / "09_x.ipynb")[0], "b")
+    assert [cell.source for cell in cut.cells][1:] == ["layer = 'b'  #@param [\"a\", \"b\"]", *cells[2:7]]
 
 
 # ----------------------------------------------------------------------------- a changed, invalid value

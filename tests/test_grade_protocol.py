@@ -90,7 +90,8 @@ def test_the_sandbox_command_isolates_and_limits_the_kernel(tmp_path):
     variables = {argv[i + 1] for i, arg in enumerate(argv) if arg == "--setenv"}
     assert variables <= set(sandbox.PASSED_VARIABLES) | {"HOME", "TMPDIR", "IPYTHONDIR", "MPLCONFIGDIR",
                                                          "PYDEVD_DISABLE_FILE_VALIDATION", "PATH",
-                                                         "COURSEKIT_OFFLINE_CACHE", "KERAS_HOME", "LANG",
+                                                         "COURSEKIT_OFFLINE_CACHE", "COURSEKIT_TEXTURE_SHAPE_DIR",
+                                                         "KERAS_HOME", "LANG",
                                                          "PYTHONPATH"}
 
 

@@ -18,9 +18,9 @@ import numpy as np
 import pytest
 
 from conftest import load_pretrained
-from coursekit import cam, features, filters, metrics, occlusion, saliency, sanity, shortcuts
+from coursekit import cam, cues, features, filters, metrics, occlusion, saliency, sanity, shortcuts
 
-MODULES = (features, saliency, cam, occlusion, metrics, sanity, shortcuts, filters)
+MODULES = (features, saliency, cam, occlusion, metrics, sanity, shortcuts, filters, cues)
 BATCH_TOLERANCE = dict(rtol=1e-4, atol=1e-5)  # float32 sums in another order: not bit-identical
 # A convolution's float32 rounding depends on the batch's shape. SmoothGrad's noisy copies now and
 # then land within that rounding of a ReLU's kink, where the copy's gradient then takes the other
@@ -75,6 +75,21 @@ def _auc(function):
     return lambda model, images, **kw: function(model, images, _heatmaps(images), steps=4, **kw)
 
 
+def _category_groups(model) -> dict | None:
+    """The 16 categories for an ImageNet model; for a small one, class 0 against the mean of the others."""
+    from coursekit._inputs import n_classes
+    classes = n_classes(model)
+    return None if classes == 1000 else {"first": (0,), "others": tuple(range(1, classes))}
+
+
+def _decisions(model, images, **kw):
+    """cues.decisions (category names), as each name's position among the categories: a float array."""
+    groups = _category_groups(model)
+    names = list(groups or cues.CATEGORIES)
+    decided = cues.decisions(model, images, category_indices=groups, **kw)
+    return np.array([names.index(name) for name in decided], dtype="float64")
+
+
 METHODS: dict[str, Method] = {
     "features.feature_maps": Method(
         lambda model, images, **kw: features.feature_maps(model, images, layers=[_spatial(model)], **kw)[_spatial(model)],
@@ -107,6 +122,8 @@ METHODS: dict[str, Method] = {
         lambda model, images, **kw: filters.deep_dream(model, images, _spatial(model), octaves=1, steps=2,
                                                        progress=False, **kw).reshape((-1, *np.shape(images)[-3:])),
         lambda n, h, w, c: (n, h, w, c), classes=False, batch_size=False),
+    "cues.class_probabilities": Method(cues.class_probabilities, lambda n, h, w, c: (n, None), classes=False),
+    "cues.decisions": Method(_decisions, lambda n, h, w, c: (n,), classes=False),
     "shortcuts.right_reasons_gradients": Method(shortcuts.right_reasons_gradients, lambda n, h, w, c: (n, h, w, c),
                                                 classes=False, batch_size=False),
 }

@@ -127,3 +127,16 @@ def test_rank_correlation_matches_scipy_and_ignores_monotone_rescaling():
     assert metrics.rank_correlation(np.ones((6, 6)), a[0]).tolist() == [0.0]
     with pytest.raises(ValueError, match="same shape"):
         metrics.rank_correlation(a, b[:2])
+
+
+def test_blank_maps_are_found_and_can_be_left_out_of_a_correlation():
+    rng = np.random.default_rng(0)
+    maps = rng.random((3, 6, 6))
+    maps[1] = 0.0                                        # a Grad-CAM map with no positive evidence
+    assert metrics.blank_maps(maps).tolist() == [False, True, False]
+    assert metrics.blank_maps(np.full((4, 4), 2.5)).tolist() == [True]
+    correlation = metrics.rank_correlation(maps, maps, constant=np.nan)
+    assert np.isnan(correlation[1]) and np.allclose(correlation[[0, 2]], 1.0)
+    assert metrics.rank_correlation(maps, maps)[1] == 0.0  # the default keeps 0, as before
+    with pytest.raises(ValueError, match=r"\(N, H, W\)"):
+        metrics.blank_maps(np.zeros(5))

@@ -60,10 +60,16 @@ def test_unknown_model_lists_known_ones():
 def test_missing_weights_offline_give_advice_not_a_url(monkeypatch, tmp_path):
     monkeypatch.setenv("KERAS_HOME", str(tmp_path))
     monkeypatch.setattr(env, "is_online", lambda: False)
+    monkeypatch.setenv("COURSEKIT_PROFILE", "quick")
     models._load.cache_clear()
     with pytest.raises(models.WeightsUnavailableError, match="smoke profile") as error:
         models.pretrained("xception")
-    assert "http" not in str(error.value)
+    assert "http" not in str(error.value) and "cache build keras-cache --profile quick" in str(error.value)
+    monkeypatch.setenv("COURSEKIT_PROFILE", "smoke")   # never advise what the student already does
+    with pytest.raises(models.WeightsUnavailableError) as error:
+        models.pretrained("xception")
+    assert "smoke profile" not in str(error.value) and "--profile smoke" in str(error.value)
+    models._load.cache_clear()
 
 
 def test_misspelt_layer_lists_close_names(mobilenet):

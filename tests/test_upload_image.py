@@ -220,3 +220,13 @@ def test_colab_picker_bad_file_is_refused_by_its_name(fake_colab):
 def test_a_path_wins_over_the_colab_picker(fake_colab, red_png):
     fake_colab["other.png"] = _png_bytes(np.zeros((3, 3, 3), dtype=np.uint8))
     assert data.upload_image(red_png).shape == (30, 40, 3)
+
+
+def test_an_array_instead_of_a_path_gets_a_short_clear_error():
+    """upload_image(image_array) once raised 'File name too long' and printed the whole array."""
+    image = np.zeros((224, 224, 3), dtype=np.uint8)
+    with pytest.raises(TypeError, match=r"takes the name of an image file.*array of shape \(224, 224, 3\).*as it is") as error:
+        data.upload_image(image)
+    assert len(str(error.value)) < 400 and "[[" not in str(error.value)
+    with pytest.raises(TypeError, match="got an object of type int. Pass the file's name as a string"):
+        data.upload_image(3)

@@ -42,14 +42,31 @@ def tasks(lesson: str) -> list[Task]:
 
 
 def find(task_id: str) -> Task:
+    """The task ``task_id`` ("03.1"); a ValueError that lists the tasks, or names the one meant
+    ("3.1" for "03.1"), for anything else."""
     task_id = str(task_id).strip()
     lesson = task_id.split(".")[0]
     known = tasks(lesson) if lesson.isdigit() and len(lesson) == 2 else []
     for candidate in known:
         if candidate.id == task_id:
             return candidate
+    meant = _meant(task_id)
+    if meant is not None:
+        raise ValueError(f"No task {task_id!r}: task ids have two digits before the dot. "
+                         f"Did you mean {meant!r}? Write check({meant!r}, ...).")
     names = [t.id for t in known] or [f"{n}.1" for n in lessons()]
     raise ValueError(f"No task {task_id!r}. Tasks: {', '.join(names)}.")
+
+
+def _meant(task_id: str) -> str | None:
+    """The task id that ``task_id`` stands for with its lesson written otherwise ("3.1", "003.1")."""
+    parts = task_id.split(".")
+    if len(parts) != 2 or not all(part.isdigit() for part in parts) or not 0 < int(parts[0]) < 100:
+        return None
+    candidate = f"{int(parts[0]):02d}.{int(parts[1])}"
+    if candidate == task_id or f"{int(parts[0]):02d}" not in lessons():
+        return None
+    return candidate if any(t.id == candidate for t in tasks(candidate[:2])) else None
 
 
 def check(task_id: str, value: Any) -> None:

@@ -26,7 +26,7 @@ import inspect
 import re
 import sys
 import threading
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -215,6 +215,24 @@ def call(function: Callable, *args, what: str = "your function", **kwargs):
     return result
 
 
+@contextmanager
+def untraced():
+    """``with untraced():`` runs coursekit's compiled TensorFlow steps eagerly in the block.
+
+    coursekit compiles one step per model (``cam``, ``saliency``, ``filters``, ``metrics``), and a
+    check draws a new model every time: traced, each would be traced once, and TensorFlow warns of
+    "retracing" after a few checks in one kernel. The check's models are tiny, so eager costs
+    nothing. Only the check's own reference computations go in the block, never the student's code.
+    """
+    import tensorflow as tf
+    before = tf.config.functions_run_eagerly()
+    tf.config.run_functions_eagerly(True)
+    try:
+        yield
+    finally:
+        tf.config.run_functions_eagerly(before)
+
+
 def require_callable(value: Any, name: str) -> None:
     if not callable(value):
         raise Hint(f"check needs your function `{name}` itself (write `{name}`, not `{name}(...)`); "
@@ -248,9 +266,29 @@ def close(got, expected, tolerance: float = 1e-4, floor: float = 1e-12) -> bool:
     return got.shape == expected.shape and bool(np.all(np.abs(got - expected) <= tolerance * scale))
 
 
+def as_array(value: Any):
+    """``value`` as a numpy array when it is an array of any kind (numpy, a TensorFlow tensor, any
+    object numpy can read as one); anything else unchanged, for the check to describe."""
+    import numpy as np
+    if isinstance(value, np.ndarray):
+        return value
+    if hasattr(value, "__array__") and hasattr(value, "shape") and hasattr(value, "dtype"):
+        try:
+            return np.asarray(value)
+        except (TypeError, ValueError):
+            return value
+    return value
+
+
 def as_int_tuple(value: Any, length: int, what: str) -> tuple[int, ...]:
-    """``value`` as a tuple of ``length`` Python ints (numpy integers and integral floats accepted)."""
+    """``value`` as a tuple of ``length`` Python ints (a tuple, a list, a 1-D array or tensor;
+    numpy integers and integral floats accepted)."""
     import numbers
+
+    import numpy as np
+    value = as_array(value)
+    if isinstance(value, np.ndarray) and value.ndim == 1 and value.dtype.kind in "iuf":
+        value = tuple(value.tolist())
     if not isinstance(value, (tuple, list)) or len(value) != length:
         raise Hint(f"{what} should be a tuple of {length} integers; got {_describe(value)}.")
     numbers_out = []
@@ -266,7 +304,34 @@ def as_int_tuple(value: Any, length: int, what: str) -> tuple[int, ...]:
 def _describe(value: Any) -> str:
     if isinstance(value, (tuple, list)):
         return f"a {type(value).__name__} of length {len(value)}"
+    if hasattr(value, "shape") and hasattr(value, "dtype"):
+        return f"an array of shape {tuple(value.shape)}"
     return f"a {type(value).__name__}"
+
+
+def scaled_maps_match(got, positive, tolerance: float = 1e-3, epsilon: float = 1e-5) -> bool:
+    """Whether ``got`` is ``positive`` ``(N, h, w)`` (>= 0) with each map divided by its own maximum
+    (an all-zero map left at 0): exactly, or by its maximum plus one small number, the usual guard
+    against 0 / 0 (``max + 1e-7``), up to ``epsilon`` whatever the scale of the maps.
+
+    The guard's number is read off the map with the largest maximum and must then fit every map,
+    so dividing by the batch's maximum or by anything else is not mistaken for it.
+    """
+    import numpy as np
+    got, positive = np.asarray(got, dtype="float64"), np.asarray(positive, dtype="float64")
+    if got.shape != positive.shape or not np.all(np.isfinite(got)):
+        return False
+    peaks = positive.reshape(len(positive), -1).max(axis=1) if positive.size else np.zeros(len(positive))
+    if close(got, positive / np.where(peaks > 0, peaks, 1).reshape(-1, 1, 1), tolerance):
+        return True
+    largest = int(np.argmax(peaks))
+    got_peak = float(got[largest].max())
+    if peaks[largest] <= 0 or got_peak <= 0:
+        return False
+    guard = max(float(peaks[largest]) / got_peak - float(peaks[largest]), 0.0)
+    guarded = peaks + guard   # read off one map, it must fit all of them (an all-zero map stays 0)
+    return guard <= epsilon * 1.01 and close(got, positive / np.where(guarded > 0, guarded, 1).reshape(-1, 1, 1),
+                                             tolerance)
 
 
 # ----------------------------------------------------------------------------- multiple choice
@@ -289,7 +354,13 @@ def choice_task(task_id: str, *, points: int, answer: str, title: str, options: 
     @task(task_id, points=points, answer=answer, title=title)
     def _(value):
         if isinstance(value, str):
-            value = [letter for letter in value.replace(",", " ").split()]
+            words = value.replace(",", " ").split()
+            if any(len(word) > 1 for word in words):
+                letters = [letter for letter in "".join(words).lower() if letter in allowed][:len(allowed)] or ["a", "c"]
+                example = "{" + ", ".join(f"'{letter}'" for letter in letters) + "}"
+                raise Hint(f"your answer is one string of {len(value)} characters; give a set of letters, "
+                           f"one string per letter, such as {example}.")
+            value = words
         if not isinstance(value, (set, frozenset, list, tuple)):
             raise Hint(f"give a set of letters such as {{'a', 'c'}}; got a {type(value).__name__}.")
         if any(type(letter) is not str for letter in value):

@@ -10,6 +10,7 @@ import warnings
 import numpy as np
 
 from .core import Hint, as_int_tuple, call, choice_task, fresh_rng, require_callable, task
+from .model_rule import is_model
 
 # ----------------------------------------------------------------------------- 01.1
 
@@ -48,10 +49,8 @@ def _as_arrays(outputs) -> list[np.ndarray]:
 
 @task("01.1", points=3, answer="activation_submodel", title="An activation sub-model")
 def _(activation_submodel):
-    import keras
-
     from .. import features
-    if isinstance(activation_submodel, keras.Model):
+    if is_model(activation_submodel):
         raise Hint("check needs the function itself (`activation_submodel`), not a model it returned.")
     require_callable(activation_submodel, "activation_submodel")
     rng = fresh_rng()
@@ -60,7 +59,7 @@ def _(activation_submodel):
     for chosen in ([names[0]], list(rng.choice(names, size=3, replace=False))):
         chosen = [str(name) for name in chosen]
         sub = call(activation_submodel, model, chosen, what="activation_submodel(model, layer_names)")
-        if not isinstance(sub, keras.Model):
+        if not is_model(sub):
             raise Hint(f"activation_submodel should return a keras.Model; it returned a {type(sub).__name__}. "
                        "Build the model (keras.Model(inputs=..., outputs=...)); do not run it on images.")
         with warnings.catch_warnings():

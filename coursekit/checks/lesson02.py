@@ -10,7 +10,7 @@ import warnings
 
 import numpy as np
 
-from .core import Hint, as_numbers, call, choice_task, fresh_rng, require_callable, task
+from .core import Hint, as_array, as_numbers, call, choice_task, fresh_rng, require_callable, task, untraced
 
 # ----------------------------------------------------------------------------- 02.1
 
@@ -148,9 +148,10 @@ def _(ascent_step):
     rng = fresh_rng()
     what = "ascent_step(images, objective, lr)"
 
-    # 1. A linear objective: its gradient is known, and the images' gradients differ in size.
+    # 1. A linear objective: its gradient is known, and the images' gradients differ in size, all at
+    # least 1 per pixel so that the usual guard against 0 / 0 (norm + 1e-5) changes no step.
     count, side, channels = int(rng.integers(2, 4)), int(rng.integers(6, 12)), int(rng.integers(1, 4))
-    scales = 10.0 ** rng.uniform(-3, 2, size=count)
+    scales = 10.0 ** rng.uniform(0, 4, size=count)
     directions = (rng.normal(size=(count, side, side, channels)) * scales[:, None, None, None]).astype("float32")
     images = rng.normal(size=directions.shape).astype("float32")
     lr = float(rng.choice([0.5, 2.0, 5.0, 10.0]))
@@ -194,12 +195,19 @@ def _(ascent_step):
     rows = cols = filters.border_width(size)  # "same" convolutions keep the size
     filter_of_image = tf.constant(chosen, dtype=tf.int32)
 
-    def filter_objective(batch):  # image i is pushed towards filter chosen[i]
+    def mean_activation(batch):  # image i is pushed towards filter chosen[i]
         maps = extractor(batch)[:, rows:size - rows, cols:size - cols, :]
         return tf.reduce_mean(tf.gather(maps, filter_of_image, axis=3, batch_dims=1), axis=(1, 2))
 
     start = np.stack([filters.start_image(seed, f, size, channels) for f in chosen])
-    with warnings.catch_warnings():
+    # The filters' gradients are small (about 0.01): scaled up, so that the usual guard against 0 / 0
+    # changes no step; a positive factor leaves every normalised step as it is.
+    factor = tf.constant(_gradient_scale(mean_activation, start, rng), dtype=tf.float32)
+
+    def filter_objective(batch):
+        return mean_activation(batch) * factor
+
+    with warnings.catch_warnings(), untraced():
         warnings.simplefilter("ignore")
         reference = filters.filter_patterns(model, layer, chosen, steps=1, size=size, lr=lr, seed=seed,
                                             progress=False)
@@ -211,6 +219,19 @@ def _(ascent_step):
             value = filter_objective(batch)
         raise Hint("on a random network's filters: "
                    + _step_hint(got, start, tape.gradient(value, batch).numpy(), lr))
+
+
+def _gradient_scale(objective, images: np.ndarray, rng: np.random.Generator) -> float:
+    """A factor that brings the smallest non-zero L2 norm of ``objective``'s gradients at ``images``
+    to between 1 and 10 (1 if every gradient is zero)."""
+    import tensorflow as tf
+    batch = tf.constant(images)
+    with tf.GradientTape() as tape:
+        tape.watch(batch)
+        value = objective(batch)
+    norms = np.linalg.norm(tape.gradient(value, batch).numpy().reshape(len(images), -1), axis=1)
+    alive = norms[norms > 0]
+    return float(rng.uniform(1, 10) / alive.min()) if alive.size else 1.0
 
 
 def _extractor(model, layer: str):
@@ -230,7 +251,7 @@ def _(to_display):
     channels = int(rng.choice([1, 3]))
     cases = {
         "an image with small values around a large offset":
-            rng.uniform(-50, 50) + rng.uniform(0.001, 0.05) * rng.normal(size=(h, w, channels)),
+            rng.uniform(-50, 50) + rng.uniform(0.01, 0.05) * rng.normal(size=(h, w, channels)),
         "an image with a few very bright and very dark pixels":
             rng.normal(size=(h, w, channels)) * rng.uniform(0.5, 20),
         "a flat image (every pixel the same value, e.g. a dead filter's)":  # exact in float32
@@ -243,6 +264,7 @@ def _(to_display):
         result = call(to_display, image.copy(), what="to_display(image)")
         if result is None:
             raise Hint("to_display returned None: does it end with a `return`?")
+        result = as_array(result)   # a tensor shows as well as an array
         if not isinstance(result, np.ndarray):
             raise Hint(f"to_display should return a numpy array; it returned a {type(result).__name__}.")
         if result.shape != image.shape:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .core import Hint, as_numbers, call, choice_task, close, fresh_rng, require_callable, task
+from .core import Hint, as_numbers, call, choice_task, close, fresh_rng, require_callable, task, untraced
 
 
 def _random_classifier(rng: np.random.Generator):
@@ -66,17 +66,19 @@ def _(saliency_map):
         class_index = int(class_index)
         what = "saliency_map(scores_model, images, class_index)"
         got = as_numbers(call(saliency_map, logits_model, images.copy(), class_index, what=what), what)
-        expected = saliency.vanilla_saliency(model, images, class_index=class_index, normalize=False)
+        with untraced():
+            expected = saliency.vanilla_saliency(model, images, class_index=class_index, normalize=False)
         if got.shape != expected.shape:
-            detail = {4: " one value per pixel: combine the colour channels.",
-                      2: " one map per image of the batch."}.get(got.ndim, "")
+            detail = {4: ": one value per pixel, so combine the colour channels",
+                      2: ": one map per image of the batch"}.get(got.ndim, "")
             raise Hint(f"for a batch of shape {images.shape} your maps have shape {got.shape}; "
-                       f"they should have shape {expected.shape}:{detail}")
+                       f"they should have shape {expected.shape}{detail}.")
         if not np.all(np.isfinite(got)):
             raise Hint("your maps contain NaN or infinite values.")
         if not close(got, expected, 1e-3):
-            gradients = saliency.input_gradients(model, images, class_index=class_index)
-            top = saliency.input_gradients(model, images)
+            with untraced():
+                gradients = saliency.input_gradients(model, images, class_index=class_index)
+                top = saliency.input_gradients(model, images)
             raise Hint(_saliency_hint(got, gradients, top))
 
 
@@ -97,12 +99,14 @@ def _(smoothgrad_map):
     def gradients_of(batch):
         batch = np.asarray(batch, dtype="float32")
         seen.append(batch.copy())
-        return saliency.input_gradients(model, batch, class_index=class_index)
+        with untraced():
+            return saliency.input_gradients(model, batch, class_index=class_index)
 
     what = "smoothgrad_map(gradients_of, images, noises)"
     got = as_numbers(call(smoothgrad_map, gradients_of, images.copy(), noises.copy(), what=what), what)
     noisy = (images[None] + noises).reshape(-1, *images.shape[1:])
-    per_sample = saliency.input_gradients(model, noisy, class_index=class_index).reshape(samples, *images.shape)
+    with untraced():
+        per_sample = saliency.input_gradients(model, noisy, class_index=class_index).reshape(samples, *images.shape)
     expected = np.abs(per_sample).mean(axis=0).max(axis=-1)
     if got.shape != expected.shape:
         raise Hint(f"for {samples} noise samples of a batch of shape {images.shape} your maps have "
@@ -160,7 +164,8 @@ def _(probability_gradient):
     model, images = _random_classifier(rng)
     image = images[:1]
     classes = int(model.outputs[0].shape[-1])
-    logit_gradients = saliency.input_gradients(model, np.repeat(image, classes, axis=0),
+    with untraced():
+        logit_gradients = saliency.input_gradients(model, np.repeat(image, classes, axis=0),
                                                class_index=list(range(classes)))
     batch = tf.constant(image)
     cases = []
@@ -202,7 +207,8 @@ def _integrated_variants(model, image, baseline, class_index, steps):
 
     def mean_gradient(alphas):
         points = baseline[None] + alphas[:, None, None, None].astype("float32") * (image - baseline)[None]
-        return saliency.input_gradients(model, points, class_index=class_index).astype("float64").mean(axis=0)
+        with untraced():
+            return saliency.input_gradients(model, points, class_index=class_index).astype("float64").mean(axis=0)
 
     k = np.arange(steps)
     middle = mean_gradient((k + 0.5) / steps)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .core import Hint, as_numbers, call, choice_task, close, fresh_rng, require_callable, task
+from .core import Hint, as_numbers, call, choice_task, close, fresh_rng, require_callable, scaled_maps_match, task, untraced
 
 
 def _tags(rng: np.random.Generator, count: int) -> list[str]:
@@ -140,17 +140,21 @@ def _pearson(a: np.ndarray, b: np.ndarray) -> float:
     return float((a * b).sum() / denominator) if denominator > 0 else 0.0
 
 
-def _softmax_cam(model, layer: str, images: np.ndarray, class_index: int) -> np.ndarray:
-    """Grad-CAM of the *probability* (after the softmax): the usual slip."""
+def _positive_cam(model, layer: str, images: np.ndarray, class_index: int, probability: bool = False) -> np.ndarray:
+    """Grad-CAM's maps before they are scaled: the ReLU of the weighted sum ``(N, h, w)``, of the
+    class score (the logit), or of its *probability* (after the softmax: the usual slip)."""
     import tensorflow as tf
 
     from .. import _inputs
-    both = _inputs.outputs_model(model, [layer, model.layers[-1].name])
+    if probability:
+        both = _inputs.outputs_model(model, [layer, model.layers[-1].name])
+    else:
+        both = _inputs.outputs_model(model, [layer], logits=True)
     with tf.GradientTape() as tape:
-        maps, probabilities = both(tf.constant(images), training=False)
-        score = tf.reduce_sum(probabilities[:, class_index])
+        maps, scores = both(tf.constant(images), training=False)
+        score = tf.reduce_sum(scores[:, class_index])
     weights = tf.reduce_mean(tape.gradient(score, maps), axis=(1, 2), keepdims=True)
-    return _inputs.scale_to_unit(np.maximum(tf.reduce_sum(weights * maps, axis=-1).numpy(), 0))
+    return np.maximum(tf.reduce_sum(weights * maps, axis=-1).numpy().astype("float64"), 0)
 
 
 @task("08.2", points=3, answer="nested_grad_cam", title="Grad-CAM through the nesting, by hand")
@@ -178,7 +182,8 @@ def _(nested_grad_cam):
                            "the model of step 1 from backbone.inputs, not from model.inputs.") from None
             raise
         got = as_numbers(returned, what)
-        expected = cam.grad_cam(model, images, class_index=class_index, layer=layer, upsample=False)
+        with untraced():
+            expected = cam.grad_cam(model, images, class_index=class_index, layer=layer, upsample=False)
         label = f"layer {layer!r} of a {'Sequential' if case['sequential_backbone'] else 'functional'} backbone"
         if got.shape != expected.shape:
             if got.shape == expected.shape[1:] or got.shape == (1, *expected.shape[1:]):
@@ -188,14 +193,15 @@ def _(nested_grad_cam):
                        f"resolution is shape {expected.shape} (do not resize it to the image).")
         if not np.all(np.isfinite(got)):
             raise Hint("some maps contain NaN: a map with no positive evidence should come out all zeros.")
-        if close(got, expected, tolerance=1e-3):
-            continue
+        if close(got, expected, tolerance=1e-3) or \
+                scaled_maps_match(got, _positive_cam(model, layer, images, class_index), tolerance=1e-3):
+            continue   # the second: each map divided by its maximum plus a small guard (max + 1e-7)
         if got.min() < -1e-6:
             raise Hint("your maps have negative values: keep only the evidence for the class (a ReLU "
                        "after the weighted sum), then divide each map by its maximum.")
         if np.all(got.reshape(len(got), -1).max(axis=1) > 1 + 1e-3):
             raise Hint("divide each map by its own maximum, so that its values lie in [0, 1].")
-        if close(got, _softmax_cam(model, layer, images, class_index), tolerance=1e-3):
+        if scaled_maps_match(got, _positive_cam(model, layer, images, class_index, probability=True), tolerance=1e-3):
             raise Hint("you take the gradient of the class probability (after the softmax). Grad-CAM "
                        "uses the class score before it: the last Dense layer's x @ kernel + bias.")
         agreement = min(_pearson(a, b) for a, b in zip(got, expected))

@@ -92,9 +92,22 @@ def notebook_title(notebook) -> str:
     return "(untitled)"
 
 
+LESSON_PATTERN = "[0-9][0-9]_*.ipynb"   # a lesson is notebooks/NN_<name>.ipynb
+
+
+def lesson_notebooks(folder: str | Path = "notebooks") -> list[Path]:
+    """Every lesson notebook of ``folder`` (``NN_<name>.ipynb``), in lesson order.
+
+    The one place that says what a lesson is: the gallery, the README's table and the tests that
+    must cover every lesson (forms, claims, the lecturer's guide) all find the lessons here, so
+    a new lesson is covered as soon as its notebook exists.
+    """
+    return sorted(Path(folder).glob(LESSON_PATTERN))
+
+
 def lesson_table(root: Path, course: Course) -> str:
     rows = ["| # | Lesson | Lesson notebook | Exercises |", "|---|---|---|---|"]
-    for lesson in sorted((root / "notebooks").glob("[0-9][0-9]_*.ipynb")):
+    for lesson in lesson_notebooks(root / "notebooks"):
         number = lesson.name[:2]
         title = notebook_title(nbformat.read(lesson, as_version=4))
         exercise = next(iter(sorted((root / "exercises").glob(f"{number}_*.ipynb"))), None)

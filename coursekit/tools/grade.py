@@ -34,7 +34,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import csv
-import hashlib
 import io
 import json
 import os
@@ -42,6 +41,7 @@ import re
 import shutil
 import signal
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -53,12 +53,14 @@ import nbformat
 
 from .. import checks
 from ..checks.core import CHECK_CALL, LESSON_ID, lesson_of_file_name
-from . import sandbox
+from . import exits, notebook_json, sandbox
 from .submission import Isolation, SubmissionRun, preload
 
 OUTPUT_LIMIT = 5_000_000          # characters of output kept per submission
-MAX_SUBMISSION_BYTES = 20_000_000
-MAX_CELLS = 2_000
+MAX_FILE_BYTES = 200_000_000      # the file as saved: Colab keeps every figure, and outputs are dropped
+MAX_NOTEBOOK_BYTES = 20_000_000   # what is run: the notebook without its outputs
+MAX_CELLS = 2_000                 # cells of the notebook that is run
+READ_SECONDS = 120                # to read, parse and strip one file (in a process of its own)
 CHECK_SECONDS = 20                # time for all of a submission's checks, after its cells
 GRACE_SECONDS = 60                # per submission, beyond both: kernel start and stop, writing the record
 STATUSES = ("ok", "errors", "timeout", "kernel-died", "invalid", "interrupted", "grader-error")
@@ -98,8 +100,8 @@ class Submission:
     """A submission as read before any kernel starts."""
     path: Path
     name: str                          # the path as text (bytes that are not UTF-8 escaped)
-    data: bytes | None = None
-    sha256: str = ""
+    data: bytes | None = None          # the notebook that will run, outputs dropped (nbformat 4 JSON)
+    sha256: str = ""                   # of the file as submitted
     problem: str | None = None         # why it cannot be graded, found while reading it
 
 
@@ -112,42 +114,66 @@ def printable(path: Path) -> str:
     return os.fsencode(path).decode("utf-8", "backslashreplace")
 
 
-def load_submission(path: Path, limit_bytes: int = MAX_SUBMISSION_BYTES) -> Submission:
-    """Read and hash one file (at most ``limit_bytes``); problems are kept, never raised."""
+def load_submission(path: Path, limit_bytes: int = MAX_FILE_BYTES) -> Submission:
+    """Read and hash one file (at most ``limit_bytes``), and keep the notebook that will run: without
+    its outputs (see :func:`read_submission`). Problems are kept, never raised.
+
+    A file larger than what may run (:data:`MAX_NOTEBOOK_BYTES`) is read and parsed in a process of
+    its own, with limits on its memory and time (:mod:`coursekit.tools.notebook_json`): a file of
+    many small objects can take gigabytes to parse; only the notebook without outputs comes back.
+    """
     found = Submission(path, printable(path))
     try:
-        if not path.is_file():
-            found.problem = "no such file"
-            return found
-        with open(path, "rb") as handle:
-            data = handle.read(limit_bytes + 1)
-    except OSError as error:
-        found.problem = f"cannot be read ({error.strerror or type(error).__name__})"
+        size = path.stat().st_size if path.is_file() else None
+    except OSError:
+        size = None
+    if size is None:
+        found.problem = "no such file"
         return found
-    if len(data) > limit_bytes:
-        found.problem = (f"larger than {limit_bytes / 1e6:.0f} MB: clear the outputs (Edit > Clear all outputs) "
-                         "and submit again")
+    if size <= MAX_NOTEBOOK_BYTES:   # small enough to parse here, as any notebook that runs is
+        reply = notebook_json.read(os.fsdecode(path), min(limit_bytes, MAX_NOTEBOOK_BYTES), MAX_CELLS,
+                                   MAX_NOTEBOOK_BYTES)
+    else:
+        reply = _read_apart(path, limit_bytes)
+    found.sha256 = str(reply.get("sha256", ""))
+    if "problem" in reply:
+        found.problem = str(reply["problem"])
         return found
-    found.data, found.sha256 = data, hashlib.sha256(data).hexdigest()
+    try:
+        found.data = nbformat.writes(read_submission(str(reply["notebook"]).encode())).encode()
+    except InvalidSubmission as invalid:
+        found.problem = str(invalid)
     return found
 
 
-def read_submission(data: bytes, max_cells: int = MAX_CELLS):
-    """The notebook in ``data`` with outputs cleared, or :class:`InvalidSubmission`."""
+def _read_apart(path: Path, limit_bytes: int) -> dict:
+    """:func:`notebook_json.read` in a process of its own, limited in memory and time."""
+    command = [sys.executable, "-I", str(Path(notebook_json.__file__)), os.fsdecode(path), str(limit_bytes),
+               str(MAX_CELLS), str(MAX_NOTEBOOK_BYTES)]
     try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError:
-        raise InvalidSubmission("not a text file (not UTF-8): is it really an .ipynb notebook?") from None
+        reading = subprocess.run(command, capture_output=True, timeout=READ_SECONDS)
+        return json.loads(reading.stdout)
+    except subprocess.TimeoutExpired:
+        return {"problem": f"could not be read in {READ_SECONDS} s: is it really a notebook?"}
+    except ValueError:   # the reader ran out of memory or time: no reply
+        return {"problem": f"too large to read (more than {notebook_json.MEMORY_BYTES / 2 ** 30:.0f} GB of "
+                           "memory once parsed): clear the outputs (Edit > Clear all outputs), save, and submit again"}
+
+
+def read_submission(data: bytes, max_cells: int = MAX_CELLS, max_bytes: int = MAX_NOTEBOOK_BYTES):
+    """The notebook in ``data`` (nbformat 4, or 3 converted), without outputs, or :class:`InvalidSubmission`.
+
+    The limits apply to what will run: at most ``max_cells`` cells and ``max_bytes`` once the
+    outputs, widget state and attachments are dropped, however large the file with them.
+    """
     try:
-        raw = json.loads(text)
-    except (ValueError, RecursionError) as error:
-        raise InvalidSubmission(f"not a valid notebook (invalid JSON: {str(error)[:120]})") from None
-    if not isinstance(raw, dict) or not isinstance(raw.get("cells"), list):
-        raise InvalidSubmission("not a valid notebook (invalid JSON or format): no list of cells")
-    if len(raw["cells"]) > max_cells:
-        raise InvalidSubmission(f"{len(raw['cells'])} cells is more than the grader takes ({max_cells})")
+        text = notebook_json.runnable_text(data, max_cells, max_bytes)
+    except notebook_json.Unreadable as problem:
+        raise InvalidSubmission(str(problem)) from None
     try:
-        notebook = nbformat.reads(text, as_version=4)
+        notebook = nbformat.reads(text, as_version=4)   # converts nbformat 3
+        if notebook.get("nbformat_minor", 0) < nbformat.v4.nbformat_minor:   # Colab writes 4.0: cells get
+            notebook = nbformat.v4.upgrade(notebook, from_version=4)        # ids, as the grade cell has
     except Exception as error:  # nbformat raises several kinds for a broken notebook
         first = str(error).strip().splitlines()[0][:200] if str(error).strip() else type(error).__name__
         raise InvalidSubmission(f"not a valid notebook (invalid JSON or format): {first}") from None
@@ -277,6 +303,7 @@ async def grade_submission(found: Submission, settings: Settings, record_path: P
                 grade.check_errors.append(f"{task.id}: {outcome['message'][:200]}")
         grade.status = execution.status
         grade.reason = _reason(execution, truncated, grade.check_errors, settings.output_limit)
+        grade.reason = "; ".join(filter(None, [grade.reason, exits.exit_note(notebook)]))
         if record_path is not None:
             try:
                 record.cells.append(_grade_cell(grade, tasks))

@@ -13,7 +13,8 @@ What a stand-in keeps of the student's call: changes it made to array arguments 
 returning an argument itself (the grader's own object is returned), and for a TensorFlow result
 computed from tensor arguments, its gradient (the gradient of the result's sum, computed in the
 kernel). A Keras model the answer returns is loaded here from its ``.keras`` file, in Keras' safe
-mode and only when every layer in it is one of Keras' own.
+mode, when every layer in it is one of Keras' own; any other model (a subclass, ``Lambda`` layers)
+stays in the kernel and is called there like a function (:mod:`coursekit.checks.model_rule`).
 """
 from __future__ import annotations
 
@@ -29,6 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from ..checks.core import MISSING, CheckBug, Hint, UsedForbidden, evaluate, forbidden_now
+from ..checks.model_rule import foreign_classes
 from . import wire
 from .kernel_side import CALLBACK_PROMPT, EXCHANGE, REPLY_MIME
 
@@ -181,7 +183,7 @@ class KernelLink:
         hooks = {
             "keras_model": self._load_model,
             "keras_layer": self._layer,
-            "function": lambda t: RemoteFunction(self, {"handle": _int(t.get("handle"))}, t.get("type")),
+            "function": self._function,
             "object": lambda t: _named(ForeignObject, t.get("type"), "ForeignObject")(),
             "argument": lambda t: _argument(args, t),
         }
@@ -213,6 +215,14 @@ class KernelLink:
             raise wire.WireError(f"a Keras model that does not load ({type(error).__name__})") from None
         finally:
             copy.unlink(missing_ok=True)
+
+    def _function(self, tree: dict):
+        """A stand-in for the student's function, or for a model the grader does not build
+        (:mod:`coursekit.checks.model_rule`); its class is named like the student's object."""
+        stand_in = _named(RemoteFunction, tree.get("type"), "function")(self, {"handle": _int(tree.get("handle"))},
+                                                                        tree.get("type"))
+        stand_in.remote_model = tree.get("model") is True
+        return stand_in
 
     @staticmethod
     def _layer(tree: dict):
@@ -321,31 +331,14 @@ def _argument(args: list, tree: dict):
     return args[index]
 
 
-def _foreign_classes(config) -> list[str]:
-    """Names of the classes in a Keras model config that are not Keras' own (or are Lambda layers)."""
-    found = []
-
-    def walk(node):
-        if isinstance(node, dict):
-            module, name = node.get("module"), node.get("class_name")
-            if isinstance(module, str) and isinstance(name, str):
-                if not (module == "keras" or module.startswith("keras.")) or name == "Lambda" or \
-                        node.get("registered_name") not in (None, name):
-                    found.append(f"{module}.{name}")
-            for item in node.values():
-                walk(item)
-        elif isinstance(node, list):
-            for item in node:
-                walk(item)
-
-    walk(config)
-    return found
+_foreign_classes = foreign_classes   # the rule shared with check() in the notebook: coursekit.checks.model_rule
 
 
 class RemoteFunction:
     """The student's function, called in the kernel on the grader's arguments; see the module docstring."""
 
     remote_call = True   # core.call leaves the from-scratch watch to the kernel
+    remote_model = False  # True: it stands for a Keras model the grader does not build (checks.model_rule)
 
     def __init__(self, link: KernelLink, target: dict, type_name=None):
         self._link, self._target, self._type = link, target, type_name

@@ -114,6 +114,9 @@ def command(argv: list[str], workdir: Path, sockets: Path, hidden: list[Path], l
     cache = os.environ.get("COURSEKIT_OFFLINE_CACHE", "").strip()
     if cache and Path(cache).is_dir():
         bound.append(Path(cache).resolve())
+    stimuli = os.environ.get("COURSEKIT_TEXTURE_SHAPE_DIR", "").strip()   # lesson 09's offline stimuli, read-only
+    if stimuli and Path(stimuli).is_dir():
+        bound.append(Path(stimuli).resolve())
     for folder in bound:
         args += ["--ro-bind", str(folder), str(folder)]
     for path in hidden:  # the submissions and the grader's outputs, where they lie inside a bound folder
@@ -133,6 +136,8 @@ def command(argv: list[str], workdir: Path, sockets: Path, hidden: list[Path], l
         environment["COURSEKIT_OFFLINE_CACHE"] = str(Path(cache).resolve())
     else:
         environment["KERAS_HOME"] = f"{HOME}/.keras"   # the instructor's cache, read-only, or an empty folder
+    if stimuli and Path(stimuli).is_dir():
+        environment["COURSEKIT_TEXTURE_SHAPE_DIR"] = str(Path(stimuli).resolve())
     environment.setdefault("LANG", "C.UTF-8")
     for name, value in sorted(environment.items()):
         args += ["--setenv", name, value]

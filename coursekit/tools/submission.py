@@ -159,6 +159,8 @@ class SubmissionRun:
         cap_code = (f"__import__('coursekit.tools.kernel_side', fromlist=['cap_output'])"
                     f".cap_output({self.output_limit!r})")
         await self.hidden(cap_code, timeout=min(30.0, max(1.0, self.deadline - time.monotonic())))
+        await self.hidden("__import__('coursekit.tools.exits', fromlist=['keep_kernel_on_exit']).keep_kernel_on_exit()",
+                          timeout=min(30.0, max(1.0, self.deadline - time.monotonic())))
         for index, cell in enumerate(self.notebook.cells):
             if stop is not None and index >= stop:
                 break

@@ -2,7 +2,8 @@
 
 A value crosses as JSON text: numbers, strings, booleans and None as themselves; lists, tuples,
 sets and dicts (string keys) as tagged lists; numpy arrays and TensorFlow tensors as
-``{"$": "array", "dtype", "shape", "data"}`` with the raw bytes in base64; Keras models as a
+``{"$": "array", "dtype", "shape", "data"}`` with the bytes in base64, little-endian (an array of
+either byte order arrives equal, and a 0-d array stays 0-d); Keras models as a
 ``.keras`` file in the submission's exchange folder. Everything else is named, never sent: a
 function becomes a handle that can be called (``"function"``), any other object its type name
 (``"object"``). :func:`decode` is the grader's side of the format: it builds numpy arrays and
@@ -32,12 +33,14 @@ class WireError(ValueError):
 
 
 def encode_array(array: np.ndarray, tensor: bool = False) -> dict:
-    """``array`` (any shape, a dtype in :data:`ARRAY_DTYPES`) as a tagged dict of base64 bytes."""
-    array = np.ascontiguousarray(array)
+    """``array`` (any shape, 0-d included; a dtype in :data:`ARRAY_DTYPES`, either byte order) as a
+    tagged dict of its bytes in little-endian order, base64-encoded."""
+    array = np.asarray(array)
     if array.dtype.name not in ARRAY_DTYPES:
         raise TypeError(f"arrays of dtype {array.dtype} cannot be sent; use numbers (int, float or bool)")
+    little = array.astype(array.dtype.newbyteorder("<"), order="C", copy=False)
     return {"$": "array", "dtype": array.dtype.name, "shape": list(array.shape), "tensor": bool(tensor),
-            "data": base64.b64encode(array.tobytes()).decode("ascii")}
+            "data": base64.b64encode(little.tobytes()).decode("ascii")}
 
 
 def dumps(tree) -> str:
@@ -126,4 +129,5 @@ def decode_array(tree: dict) -> np.ndarray:
     if len(raw) != count * itemsize:
         raise WireError(f"an array of shape {tuple(shape)} and dtype {dtype} needs {count * itemsize} bytes, "
                         f"got {len(raw)}")
-    return np.frombuffer(raw, dtype=dtype).reshape(shape).copy()
+    little = np.dtype(dtype).newbyteorder("<")   # the order encode_array sends, whatever the machine's
+    return np.frombuffer(raw, dtype=little).reshape(shape).astype(np.dtype(dtype))
