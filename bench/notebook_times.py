@@ -304,15 +304,17 @@ def describe(cost: NotebookCost) -> str:
 
 
 def markdown_rows(costs: list[NotebookCost]) -> str:
-    rows = ["| profile | notebook | wall time | CPU time | peak RSS (process tree) | heaviest cell |",
-            "|---|---|---|---|---|---|"]
+    gpu = any(cost.gpu_peak_bytes is not None for cost in costs)
+    rows = ["| profile | notebook | wall time | CPU time | peak RSS (process tree) | "
+            + ("peak GPU memory | " if gpu else "") + "heaviest cell |",
+            "|---|---|---|---|---|" + ("---|" if gpu else "") + "---|"]
     for cost in costs:
         heaviest = cost.heaviest
         cell = f"{heaviest.number}: `{heaviest.first_line}`" if heaviest else "-"
         status = "" if cost.error is None else f" ({'killed' if cost.killed else 'failed'})"
         rows.append(f"| {cost.profile} | {Path(cost.notebook).name} | {cost.seconds:.0f} s{status} | "
-                    f"{cost.cpu_seconds:.0f} s | "
-                    f"{_gb(cost.peak_bytes)} | {cell} |")
+                    f"{cost.cpu_seconds:.0f} s | {_gb(cost.peak_bytes)} | "
+                    + (f"{_gb(cost.gpu_peak_bytes)} | " if gpu else "") + f"{cell} |")
     return "\n".join(rows)
 
 
