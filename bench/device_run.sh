@@ -12,11 +12,12 @@
 # lesson 03 first (the one that once passed 23 GB; up to 150 s), then the other lessons (what is
 # left but 200 s), then the methods (the rest); notebook_times.py rewrites its JSON after every lesson, so a lesson cut off by the
 # deadline is missing from the results, never a finished one. Output files (8 at most): gpu.txt,
-# notebook_times_03.json, notebook_times_others.json, notebook_times.txt, methods_xception.txt, log.txt.
+# notebook_times_03.json, notebook_times_others.json, notebook_times.txt, methods.txt, log.txt.
 #
 # Needs: a Python with the course's requirements (TensorFlow seeing the GPU), and the ImageNet
 # class index in a Keras cache ($COURSEKIT_OFFLINE_CACHE, or shared/offline-assets/keras or
-# ../shared/offline-assets/keras when there is one) or the internet.
+# ../shared/offline-assets/keras when there is one) or the internet; lesson 09's stimuli likewise
+# ($COURSEKIT_TEXTURE_SHAPE_DIR, or offline-assets/texture-vs-shape beside the cache).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 DRY_RUN=0
@@ -30,9 +31,12 @@ OUT=${OUT:-build/bench-results}
 DEADLINE_S=${DEADLINE_S:-540}
 mkdir -p "$OUT"
 exec > >(tee -a "$OUT/log.txt") 2>&1
-for cache in shared/offline-assets/keras ../shared/offline-assets/keras; do
-    if [ -z "${COURSEKIT_OFFLINE_CACHE:-}" ] && [ -d "$cache" ]; then
-        export COURSEKIT_OFFLINE_CACHE="$(cd "$cache" && pwd)"
+for assets in shared/offline-assets ../shared/offline-assets; do
+    if [ -z "${COURSEKIT_OFFLINE_CACHE:-}" ] && [ -d "$assets/keras" ]; then
+        export COURSEKIT_OFFLINE_CACHE="$(cd "$assets/keras" && pwd)"
+    fi
+    if [ -z "${COURSEKIT_TEXTURE_SHAPE_DIR:-}" ] && [ -d "$assets/texture-vs-shape" ]; then
+        export COURSEKIT_TEXTURE_SHAPE_DIR="$(cd "$assets/texture-vs-shape" && pwd)"   # lesson 09's stimuli
     fi
 done
 export TF_CPP_MIN_LOG_LEVEL=2 PYTHONUNBUFFERED=1
@@ -72,7 +76,7 @@ fi
 limit=$(left 5)
 if [ "$limit" -ge 30 ]; then
     COURSEKIT_PROFILE=$PROFILE timeout --kill-after=10 "$limit" "$PYTHON" bench/methods.py "${METHODS_ARGS[@]}" 2>&1 \
-        | tee "$OUT/methods_xception.txt"
+        | tee "$OUT/methods.txt"
     echo "device_run.sh: methods ended with status ${PIPESTATUS[0]}"
 else
     echo "device_run.sh: no time left for bench/methods.py"
