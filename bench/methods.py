@@ -54,7 +54,7 @@ def setup(model_name: str, count: int):
     model = {"mobilenet_v2": keras.applications.MobileNetV2,
              "xception": keras.applications.Xception}[model_name](weights=None)
     size = tuple(model.inputs[0].shape[1:3])
-    names = ["cat", "coffee", "astronaut", "grace_hopper", "rocket", "chelsea"]
+    names = ["cat", "coffee", "astronaut", "grace_hopper", "rocket", "china"]
     photos = np.stack([data.sample_image(names[i % len(names)], size=size) for i in range(count)])
     batch = (photos.astype("float32") / 127.5 - 1.0)
     classes = np.asarray(models.pre_softmax(model)(batch[:count], training=False)).argmax(axis=1).astype("int32")

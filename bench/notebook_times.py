@@ -4,6 +4,7 @@
     python bench/notebook_times.py --profiles quick full --random-weights --only 03 07
     python bench/notebook_times.py --folders notebooks solutions --kill-above-gb 6
     python bench/notebook_times.py --markdown                        # the README's table rows
+    python bench/notebook_times.py --table a.json b.json             # the table of earlier --json runs
 
 For each notebook and profile it reports:
 
@@ -305,17 +306,25 @@ def describe(cost: NotebookCost) -> str:
 
 def markdown_rows(costs: list[NotebookCost]) -> str:
     gpu = any(cost.gpu_peak_bytes is not None for cost in costs)
-    rows = ["| profile | notebook | wall time | CPU time | peak RSS (process tree) | "
+    rows = ["| profile | notebook | wall time | CPU time | peak RSS (process tree) | address space | "
             + ("peak GPU memory | " if gpu else "") + "heaviest cell |",
-            "|---|---|---|---|---|" + ("---|" if gpu else "") + "---|"]
+            "|---|---|---|---|---|---|" + ("---|" if gpu else "") + "---|"]
     for cost in costs:
         heaviest = cost.heaviest
         cell = f"{heaviest.number}: `{heaviest.first_line}`" if heaviest else "-"
         status = "" if cost.error is None else f" ({'killed' if cost.killed else 'failed'})"
+        budget = BUDGETS_GB.get(cost.profile)
+        over = " (over budget)" if budget is not None and cost.peak_bytes > budget * GB else ""
         rows.append(f"| {cost.profile} | {Path(cost.notebook).name} | {cost.seconds:.0f} s{status} | "
-                    f"{cost.cpu_seconds:.0f} s | {_gb(cost.peak_bytes)} | "
+                    f"{cost.cpu_seconds:.0f} s | {_gb(cost.peak_bytes)}{over} | {_gb(cost.address_space_bytes)} | "
                     + (f"{_gb(cost.gpu_peak_bytes)} | " if gpu else "") + f"{cell} |")
     return "\n".join(rows)
+
+
+def load(path: Path) -> list[NotebookCost]:
+    """The measurements a ``--json`` run wrote."""
+    return [NotebookCost(**{**entry, "cells": [CellCost(**cell) for cell in entry["cells"]]})
+            for entry in json.loads(path.read_text())]
 
 
 def main() -> int:
@@ -331,7 +340,12 @@ def main() -> int:
     parser.add_argument("--cell-timeout", type=int, default=1800, help="seconds one cell may take")
     parser.add_argument("--json", type=Path, help="also write every measurement to this file")
     parser.add_argument("--markdown", action="store_true", help="also print the results as Markdown table rows")
+    parser.add_argument("--table", nargs="+", type=Path, metavar="JSON",
+                        help="run nothing: print the Markdown table of these --json files, in order")
     args = parser.parse_args()
+    if args.table:
+        print(markdown_rows([cost for path in args.table for cost in load(path)]))
+        return 0
     if args.random_weights:
         os.environ[RANDOM_WEIGHTS_VARIABLE] = "1"  # the kernels inherit it
     notebooks = [path for folder in args.folders for path in sorted((ROOT / folder).glob("[0-9][0-9]_*.ipynb"))
