@@ -10,19 +10,21 @@
 #
 # Order and time, under DEADLINE_S (default 540 s) so that the whole fits one 10-minute command:
 # lesson 03 first (the one that once passed 23 GB; up to 150 s), then the other lessons (what is
-# left but 200 s), then the methods (the rest); notebook_times.py rewrites its JSON after every lesson, so a lesson cut off by the
-# deadline is missing from the results, never a finished one. Output files (8 at most): gpu.txt,
+# left but 200 s), then the methods (the rest). notebook_times.py rewrites its JSON after every
+# lesson, so a lesson cut off by the deadline is missing from the results, never a finished one. Output files (8 at most): gpu.txt,
 # notebook_times_03.json, notebook_times_others.json, notebook_times.txt, methods.txt, log.txt.
 #
 # Needs: a Python with the course's requirements (TensorFlow seeing the GPU), and the ImageNet
 # class index in a Keras cache ($COURSEKIT_OFFLINE_CACHE, or shared/offline-assets/keras or
 # ../shared/offline-assets/keras when there is one) or the internet; lesson 09's stimuli likewise
-# ($COURSEKIT_TEXTURE_SHAPE_DIR, or offline-assets/texture-vs-shape beside the cache).
+# ($COURSEKIT_TEXTURE_SHAPE_DIR, or offline-assets/texture-vs-shape beside the cache). A GPU image
+# without TensorFlow (one built for PyTorch, say) needs the course's requirements installed first.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 DRY_RUN=0
 case "${1:-}" in
     --dry-run) DRY_RUN=1 ;;
+    -h|--help) sed -n '2,21p' "$0"; exit 0 ;;
     "") ;;
     *) echo "usage: bash bench/device_run.sh [--dry-run]" >&2; exit 2 ;;
 esac
