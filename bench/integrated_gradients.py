@@ -1,7 +1,7 @@
 """Integrated Gradients: speed and memory of coursekit.saliency.integrated_gradients on Xception
 (random weights: speed and memory do not depend on them, and they need no download).
 
-    python bench/integrated_gradients.py [--images 4] [--steps 64] [--rounds 1] [--batch-size 32]
+    python bench/integrated_gradients.py [--images 4] [--steps 64] [--rounds 1] [--batch-size N]
 
 1. Speed: milliseconds per image for ``--images`` images x ``--steps`` steps, coursekit against a
    keras.io-style implementation (one image at a time, all its path points in one eager batch
@@ -12,7 +12,8 @@
    The keras.io-style batch of ``steps + 1`` Xception images needs about 0.45 GB per point (7.8 GB
    measured at 17 points): when ``--steps`` would not fit in 60% of the available memory, both
    are compared at the largest step count that fits, and coursekit alone is timed at ``--steps``.
-2. Memory: coursekit at 32 and at 256 steps with the same ``--batch-size``, each in a fresh
+2. Memory: coursekit at 32 and at 256 steps with the same ``--batch-size`` (default: the one
+   ``coursekit.batching`` picks for Xception in the profile, COURSEKIT_PROFILE), each in a fresh
    process: the peak resident memory (VmHWM) of the process, and how much the call added to the
    peak reached after loading the model and one warm-up call. coursekit streams the path points through batches of
    ``--batch-size``, so this should not grow with the steps; the keras.io-style batch of all points
@@ -108,7 +109,7 @@ def speed(args) -> None:
             times[name].append((time.perf_counter() - start) * 1000 / len(batch))
     gap = float(np.abs(results["coursekit"] - results["keras.io style"]).max()
                 / np.abs(results["keras.io style"]).max())
-    print(f"Xception (random weights), {len(batch)} images x {compared} steps, batch_size {args.batch_size}, "
+    print(f"Xception (random weights), {len(batch)} images x {compared} steps, batch_size {picked(model, args.batch_size)}, "
           f"median of {args.rounds} round(s):")
     for name, values in times.items():
         print(f"  {name:<16}{statistics.median(values):9.0f} ms per image")
@@ -119,6 +120,13 @@ def speed(args) -> None:
         start = time.perf_counter()
         ours(args.steps)
         print(f"  coursekit at {args.steps} steps: {(time.perf_counter() - start) * 1000 / len(batch):.0f} ms per image")
+
+
+def picked(model, batch_size: int | None) -> str:
+    from coursekit import batching
+    if batch_size is not None:
+        return str(batch_size)
+    return f"{batching.batch_size_for(model, 'gradient')} (coursekit.batching's pick)"
 
 
 def peak_kb() -> int:
@@ -137,19 +145,20 @@ def memory_child(steps: int, batch_size: int) -> None:
     saliency.integrated_gradients(model, batch, steps=2, batch_size=batch_size)      # warm-up
     before = peak_kb()
     saliency.integrated_gradients(model, batch, steps=steps, batch_size=batch_size)
-    print(json.dumps({"before": before, "peak": peak_kb()}), flush=True)
+    print(json.dumps({"before": before, "peak": peak_kb(), "batch_size": picked(model, batch_size)}), flush=True)
 
 
 def memory(args) -> None:
-    print(f"Peak memory of one image's Integrated Gradients (batch_size {args.batch_size}), each in a fresh process:")
+    print("Peak memory of one image's Integrated Gradients, each in a fresh process:")
     results = {}
     for steps in (32, 256):
-        output = subprocess.run([sys.executable, __file__, "--memory-child", str(steps),
-                                 "--batch-size", str(args.batch_size)],
+        size = [] if args.batch_size is None else ["--batch-size", str(args.batch_size)]
+        output = subprocess.run([sys.executable, __file__, "--memory-child", str(steps), *size],
                                 check=True, capture_output=True, text=True).stdout
         results[steps] = json.loads(output.strip().splitlines()[-1])
         grown = (results[steps]["peak"] - results[steps]["before"]) / 1024
-        print(f"  {steps:>4} steps: peak {results[steps]['peak'] / 1024:7.0f} MB, of which the call added {grown:6.0f} MB")
+        print(f"  {steps:>4} steps (batch_size {results[steps]['batch_size']}): "
+              f"peak {results[steps]['peak'] / 1024:7.0f} MB, of which the call added {grown:6.0f} MB")
     ratio = results[256]["peak"] / results[32]["peak"]
     print(f"  peak at 256 steps / peak at 32 steps: {ratio:.2f} (goal <= 1.2)")
 
@@ -159,7 +168,8 @@ def main():
     parser.add_argument("--images", type=int, default=4)
     parser.add_argument("--steps", type=int, default=64)
     parser.add_argument("--rounds", type=int, default=1)
-    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--batch-size", type=int, default=None,
+                        help="points per compiled step (default: coursekit.batching's pick for the profile)")
     parser.add_argument("--skip-memory", action="store_true", help="only the speed comparison")
     parser.add_argument("--skip-speed", action="store_true", help="only the memory comparison")
     parser.add_argument("--memory-child", type=int, help=argparse.SUPPRESS)

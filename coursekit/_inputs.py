@@ -8,7 +8,9 @@ bad input with the same message:
   one-channel model also ``(N, H, W)`` or one ``(H, W)``; the size must be the model's.
 * **classes**: :func:`class_codes` — ``None`` (each image's top class), one int for every image,
   or a sequence with one int (or None) per image; :func:`resolve_classes` fills in the top classes.
-* **batching**: :func:`batches` — slices of at most ``batch_size`` images; results never depend on it.
+* **batching**: :func:`batches` — slices of at most ``batch_size`` images; results never depend on it;
+  :func:`chosen_batch_size` — ``None`` means as many images as fit the profile's memory budget
+  (:mod:`coursekit.batching`).
 * **layers**, also inside nested models (a pretrained backbone inside a transfer-learning model):
   :func:`find_layer` takes a layer's own name when it is unique across the nesting, or its path
   ``"backbone/Conv_1"``; :func:`last_spatial_layer` looks inside sub-models; :func:`outputs_model`
@@ -147,6 +149,17 @@ def batches(count: int, batch_size) -> list[slice]:
     if isinstance(batch_size, bool) or not isinstance(batch_size, (numbers.Integral, np.integer)) or batch_size < 1:
         raise ValueError(f"batch_size must be a whole number >= 1; got {batch_size!r}.")
     return [slice(start, min(start + int(batch_size), count)) for start in range(0, count, int(batch_size))]
+
+
+def chosen_batch_size(model: keras.Model, batch_size, work: str, image_shape: tuple) -> int:
+    """``batch_size`` when given (a whole number >= 1, else a ValueError), or, when None, the batch
+    of images of ``image_shape`` ``(H, W, C)`` that fits the profile's memory budget for ``work``
+    (``"gradient"`` or ``"forward"``) on this model (:func:`coursekit.batching.batch_size_for`)."""
+    if batch_size is None:
+        from .batching import batch_size_for
+        return batch_size_for(model, work, image_shape=tuple(int(d) for d in image_shape))
+    batches(1, batch_size)   # refuses a bad value with the contract's message
+    return int(batch_size)
 
 
 def scale_to_unit(maps: np.ndarray) -> np.ndarray:

@@ -313,11 +313,14 @@ def class_probabilities(model, images, preprocess=None, *, batch_size: int | Non
     input, batch by batch (a whole set preprocessed at once would take gigabytes at 299 px).
     ``batch_size`` None: 64 with a GPU, 16 without: on a CPU, MobileNetV2 spent 25-35% more
     CPU time per image in batches of 64 than of 16 (the operating system's time, allocating the
-    larger batches' buffers, grew with the batch while the computing time did not).
+    larger batches' buffers, grew with the batch while the computing time did not); fewer where
+    the profile's memory budget for a forward pass holds fewer (:mod:`coursekit.batching`).
     """
-    from . import _forward, _inputs
+    from . import _forward, _inputs, batching
     if batch_size is None:
-        batch_size = 64 if env.has_gpu() else 16
+        shape = _inputs.input_shape(model)
+        fits = batching.batch_size_for(model, batching.FORWARD) if None not in shape else batching.MOST
+        batch_size = min(64 if env.has_gpu() else 16, fits)
     if preprocess is None:
         batch = _inputs.image_batch(model, images)
         prepare = lambda part: batch[part]

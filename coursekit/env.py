@@ -57,6 +57,8 @@ class Profile:
     ig_steps: int = 50            # lessons 03, 07: points on Integrated Gradients' path
     memorise_digits: int = 384    # lesson 07: digits a CNN memorises with permuted labels
     memorise_epochs: int = 60     # lesson 07: upper bound on the epochs it may take
+    batch_memory_mb: int = 1024   # memory one batch of an explanation method may take: the methods'
+                                  # default batch_size follows from it (coursekit.batching)
     cue_conflict_images: int = 1280  # lesson 09: cue-conflict images measured (1,280 online in all)
     shape_only_per_category: int = 10  # lesson 09: silhouettes and edge drawings per category (10 exist)
     shuffle_images: int = 320     # lesson 09: cue-conflict images shuffled at each grid size
@@ -79,7 +81,8 @@ PROFILES: dict[str, Profile] = {
                     curve_steps=50, scorecam_max_n=128, explain_images=16, units_dataset="cifar10",
                     cascade_steps=12, fourier_steps=256, class_patterns=6, dream_octaves=4, dream_steps=40,
                     ig_steps=64, memorise_digits=2000, memorise_epochs=150,
-                    concept_set_size=50, concept_runs=20, digit_concept_set_size=50, digit_concept_runs=30),
+                    concept_set_size=50, concept_runs=20, digit_concept_set_size=50, digit_concept_runs=30,
+                    batch_memory_mb=2048),
     "quick": Profile("quick", imagenet_model="xception", mnist_sample=False, epochs=4,
                      batch_size=128, n_filters=16, ascent_steps=20, pattern_size=150,
                      smoothgrad_samples=8, tsne_points=1000, top_k=9, n_units=4,
@@ -88,7 +91,8 @@ PROFILES: dict[str, Profile] = {
                      finetune_per_class=60, finetune_epochs=4, finetune_top_layers=4,
                      ig_steps=32, memorise_digits=512, memorise_epochs=80,
                      cue_conflict_images=320, shape_only_per_category=5, shuffle_images=96,
-                     concept_set_size=30, concept_runs=10, digit_concept_set_size=50, digit_concept_runs=20),
+                     concept_set_size=30, concept_runs=10, digit_concept_set_size=50, digit_concept_runs=20,
+                     batch_memory_mb=1024),
     "smoke": Profile("smoke", imagenet_model="mobilenet_v2", mnist_sample=True, epochs=2,
                      batch_size=64, n_filters=4, ascent_steps=8, pattern_size=128,
                      smoothgrad_samples=6, tsne_points=300, top_k=6, n_units=3,
@@ -97,7 +101,8 @@ PROFILES: dict[str, Profile] = {
                      finetune_dataset="pasted", finetune_per_class=10, finetune_epochs=2, finetune_top_layers=2,
                      ig_steps=32, memorise_digits=384, memorise_epochs=60,
                      cue_conflict_images=160, shape_only_per_category=3, shuffle_images=48,
-                     concept_set_size=12, concept_runs=5, digit_concept_set_size=30, digit_concept_runs=10),
+                     concept_set_size=12, concept_runs=5, digit_concept_set_size=30, digit_concept_runs=10,
+                     batch_memory_mb=512),
 }
 
 

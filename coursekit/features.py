@@ -6,7 +6,7 @@ import dataclasses
 import keras
 import numpy as np
 
-from . import _forward, _inputs
+from . import _forward, _inputs, batching
 from ._inputs import require_spatial
 
 FEATURE_LAYER_TYPES = (keras.layers.Conv2D, keras.layers.SeparableConv2D,
@@ -32,13 +32,14 @@ def activation_model(model: keras.Model, layers: list[str] | tuple[str, ...]) ->
     return _inputs.outputs_model(model, list(layers))
 
 
-def feature_maps(model: keras.Model, images, layers=None, batch_size: int = 32) -> dict[str, np.ndarray]:
+def feature_maps(model: keras.Model, images, layers=None, batch_size: int | None = None) -> dict[str, np.ndarray]:
     """Outputs of ``layers`` for a preprocessed batch ``images`` ``(N, H, W, C)`` (or one image).
 
     ``layers`` is a layer name, a list of names (or paths into nested models), or None for
     :func:`default_feature_layers`. Returns ``{layer_name: array}``, each ``(N, h, w, channels)``
     (or whatever shape the layer outputs), in the order of ``layers``; ``batch_size`` images go
-    through the model at a time (it never changes the result).
+    through the model at a time (None: as many as fit the profile's memory budget for a forward
+    pass, :mod:`coursekit.batching`; it never changes the result).
     """
     if isinstance(layers, str):
         names = [layers]
@@ -48,6 +49,7 @@ def feature_maps(model: keras.Model, images, layers=None, batch_size: int = 32) 
         raise ValueError(f"Model {model.name!r} has no convolution or pooling layer to read: pass layer "
                          "names, e.g. layers=['conv1'] (coursekit.models.layer_names(model) lists them).")
     batch = _inputs.image_batch(model, images)
+    batch_size = _inputs.chosen_batch_size(model, batch_size, batching.FORWARD, batch.shape[1:])
     extractor = activation_model(model, names)
     return dict(zip(names, _forward.predict_all(extractor, batch, batch_size)))
 
@@ -196,7 +198,7 @@ def _through(layer, field: ReceptiveField) -> ReceptiveField:
 
 # ----------------------------------------------------------------------------- what excites a unit
 
-def unit_activations(model: keras.Model, layer: str, images, batch_size: int = 256) -> np.ndarray:
+def unit_activations(model: keras.Model, layer: str, images, batch_size: int | None = None) -> np.ndarray:
     """One number per (image, unit) of ``layer``: ``(N, units)``.
 
     A unit of a Dense (or any 2-D) layer is one of its outputs. A unit of a convolution layer is
@@ -213,7 +215,7 @@ def unit_activations(model: keras.Model, layer: str, images, batch_size: int = 2
 
 
 def top_activating(model: keras.Model, layer: str, images, k: int = 10,
-                   batch_size: int = 256) -> np.ndarray:
+                   batch_size: int | None = None) -> np.ndarray:
     """Indices of the ``k`` images that most activate each unit of ``layer``.
 
     ``images`` is the model's preprocessed batch ``(N, ...)``; activations are as in

@@ -24,7 +24,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from . import _cache, _featurevis, _inputs
+from . import _cache, _featurevis, _inputs, batching
+from ._forward import traced_once
 from ._inputs import find_layer, require_spatial
 from ._progress import progress as _progress
 
@@ -69,8 +70,9 @@ def filter_patterns(model: keras.Model, layer: str, filters, steps: int = 30, si
     """Images that excite ``filters`` of ``layer``, found by gradient ascent on the input.
 
     ``filters``: a filter index or a list of them (``range(16)`` works). The filters of a call are
-    optimised together, one image each, as a batch in a compiled step: all of them at once on a
-    GPU, ``CPU_BATCH`` at a time on a CPU (``batch_size`` overrides this). Filter ``f`` starts
+    optimised together, one image each, as a batch in a compiled step: on a GPU as many as fit the
+    profile's memory budget (:mod:`coursekit.batching`), on a CPU at most ``CPU_BATCH`` at a time
+    (``batch_size`` overrides this). Filter ``f`` starts
     from noise drawn from ``(seed, f)`` and images do not interact, so a filter's result does not
     depend on the others in the batch. ``size``: side of the images in pixels; a model with a
     fixed input size needs exactly that size. ``lr``: L2 length of each step in input units. ``regularize``: add jitter and blur
@@ -107,9 +109,7 @@ def filter_patterns(model: keras.Model, layer: str, filters, steps: int = 30, si
     step = _cache.per_model(model, ("ascent_step", layer, size), lambda: _ascent_step(extractor, size))
     blur = _cache.per_model(model, ("blur", channels), lambda: _blur(channels))
 
-    if batch_size is None:
-        batch_size = len(indices) if tf.config.list_physical_devices("GPU") else CPU_BATCH
-    parts = _inputs.batches(len(indices), batch_size)
+    parts = _inputs.batches(len(indices), _ascent_batch(model, len(indices), size, channels, batch_size))
     images = [tf.constant(np.stack([start_image(seed, f, size, channels) for f in indices[part]]))
               for part in parts]
     chosen = [tf.constant(indices[part], dtype=tf.int32) for part in parts]
@@ -144,6 +144,18 @@ def filter_patterns(model: keras.Model, layer: str, filters, steps: int = 30, si
     if not return_report:
         return images
     return images, AscentReport(layer, tuple(indices), start_activation, final_activation, dead)
+
+
+def _ascent_batch(model: keras.Model, count: int, size: int, channels: int, batch_size: int | None) -> int:
+    """Images optimised together: ``batch_size`` if given, else as many as fit the profile's memory
+    budget for a gradient at ``size`` px (:mod:`coursekit.batching`), and on a CPU at most
+    ``CPU_BATCH`` (larger batches are slower per image there)."""
+    if batch_size is not None:
+        return _inputs.chosen_batch_size(model, batch_size, batching.GRADIENT, (size, size, channels))
+    fits = batching.batch_size_for(model, batching.GRADIENT, image_shape=(size, size, channels))
+    on_gpu = bool(tf.config.list_physical_devices("GPU"))
+    return max(1, min(count, fits) if on_gpu else min(CPU_BATCH, fits))
+
 
 
 def _filter_indices(filters, channels: int, layer: str) -> list[int]:
@@ -203,7 +215,7 @@ def _ascent_step(extractor: keras.Model, size: int):
     signature = [tf.TensorSpec((None, size, size, extractor.inputs[0].shape[-1]), tf.float32),
                  tf.TensorSpec((None,), tf.int32), tf.TensorSpec((), tf.float32), tf.TensorSpec((2,), tf.int32)]
 
-    @tf.function(input_signature=signature)
+    @traced_once(input_signature=signature)
     def step(images, filters, lr, shift):
         with tf.GradientTape() as tape:
             tape.watch(images)
@@ -229,7 +241,7 @@ def _blur(channels: int):
     kernel = np.outer(weights, weights) / np.outer(weights, weights).sum()
     kernel = tf.constant(np.tile(kernel[:, :, None, None], (1, 1, channels, 1)), tf.float32)
 
-    @tf.function(reduce_retracing=True)
+    @traced_once(reduce_retracing=True)
     def blur(images):
         padded = tf.pad(images, [[0, 0], [1, 1], [1, 1], [0, 0]], mode="REFLECT")
         return tf.nn.depthwise_conv2d(padded, kernel, strides=[1, 1, 1, 1], padding="VALID")
@@ -344,7 +356,7 @@ def _fourier_step(score, size: int, preprocess):
                  tf.TensorSpec((None, 8), tf.float32), tf.TensorSpec((None,), tf.int32),
                  tf.TensorSpec((), tf.float32)]
 
-    @tf.function(input_signature=signature)
+    @traced_once(input_signature=signature)
     def step(spectrum, m, v, t, warps, targets, lr):
         with tf.GradientTape() as tape:
             tape.watch(spectrum)
@@ -354,7 +366,7 @@ def _fourier_step(score, size: int, preprocess):
         spectrum, m, v = _adam_ascent(spectrum, tape.gradient(total, spectrum), m, v, t, lr)
         return spectrum, m, v, scores
 
-    @tf.function(input_signature=[spectrum_spec, tf.TensorSpec((None,), tf.int32)])
+    @traced_once(input_signature=[spectrum_spec, tf.TensorSpec((None,), tf.int32)])
     def measure(spectrum, targets):
         """(preprocessed images, scores) of the spectra as they are, without a warp."""
         x = preprocess(fv.spectrum_to_rgb(spectrum, scale) * 255.0)
@@ -374,9 +386,8 @@ def _fourier_search(model, key, score, targets, size, steps, seed, *, grey, prep
     preprocess = preprocess or default_preprocess
     step, measure = _cache.per_model(model, ("fourier", key, size, preprocess),
                                      lambda: _fourier_step(score, size, preprocess))
-    if batch_size is None:
-        batch_size = len(targets) if tf.config.list_physical_devices("GPU") else CPU_BATCH
-    parts = _inputs.batches(len(targets), batch_size)
+    channels = 1 if grey else 3
+    parts = _inputs.batches(len(targets), _ascent_batch(model, len(targets), size, channels, batch_size))
     seeds = [(seed, int(t)) for t in targets]
     spectra = [tf.constant(fv.start_spectrum(seeds[part], size, grey=grey)) for part in parts]
     chosen = [tf.constant(np.asarray(targets[part], dtype="int32")) for part in parts]
@@ -508,7 +519,7 @@ def _pixel_class_search(model, score, classes, size, channels, steps, seed, *, s
         spec = [tf.TensorSpec((None, size, size, channels), tf.float32), tf.TensorSpec((None,), tf.int32),
                 tf.TensorSpec((), tf.float32), tf.TensorSpec((2,), tf.int32)]
 
-        @tf.function(input_signature=spec)
+        @traced_once(input_signature=spec)
         def step(images, targets, rate, shift):
             with tf.GradientTape() as tape:
                 tape.watch(images)
@@ -522,9 +533,7 @@ def _pixel_class_search(model, score, classes, size, channels, steps, seed, *, s
 
     step = _cache.per_model(model, key, build)
     blur = _cache.per_model(model, ("blur", channels), lambda: _blur(channels))
-    if batch_size is None:
-        batch_size = len(classes) if tf.config.list_physical_devices("GPU") else CPU_BATCH
-    parts = _inputs.batches(len(classes), batch_size)
+    parts = _inputs.batches(len(classes), _ascent_batch(model, len(classes), size, channels, batch_size))
     if start == "grey":
         starts = np.full((len(classes), size, size, channels), middle, dtype="float32")
     else:
@@ -609,7 +618,7 @@ def _dream_step(model, names, lo, hi):
     spec = [tf.TensorSpec((None, None, None, model.inputs[0].shape[-1]), tf.float32),
             tf.TensorSpec((2,), tf.int32), tf.TensorSpec((), tf.float32)]
 
-    @tf.function(input_signature=spec)
+    @traced_once(input_signature=spec)
     def step(images, shift, step_size):
         rolled = tf.roll(images, shift, axis=[1, 2])
         with tf.GradientTape() as tape:
@@ -625,7 +634,7 @@ def _dream_step(model, names, lo, hi):
     return step
 
 
-def layer_activation(model: keras.Model, images, layers, *, batch_size: int = 32) -> np.ndarray:
+def layer_activation(model: keras.Model, images, layers, *, batch_size: int | None = None) -> np.ndarray:
     """Per image ``(N,)``, float32: the sum over ``layers`` (a name or a list) of each layer's mean
     activation, DeepDream's objective. ``images``: a preprocessed batch or one image."""
     names = [layers] if isinstance(layers, str) else list(layers)
@@ -634,6 +643,7 @@ def layer_activation(model: keras.Model, images, layers, *, batch_size: int = 32
     for name in names:
         require_spatial(model, name, purpose="layer_activation")
     batch = _inputs.image_batch(model, images)
+    batch_size = _inputs.chosen_batch_size(model, batch_size, batching.FORWARD, batch.shape[1:])
     extractor = _inputs.outputs_model(model, names)
     totals = []
     for part in _inputs.batches(len(batch), batch_size):

@@ -14,7 +14,7 @@ from __future__ import annotations
 import keras
 import numpy as np
 
-from . import _cache, _forward, _inputs
+from . import _cache, _forward, _inputs, batching
 from .models import ends_in_softmax
 
 # ----------------------------------------------------------------------------- agreement with a region
@@ -154,7 +154,7 @@ def blurred(images, sigma: float | None = None) -> np.ndarray:
 def _curve(model, images, heatmaps, class_index, steps, baseline, delete: bool, seed: int,
            batch_size: int):
     images = _inputs.image_batch(model, images)
-    _inputs.batches(1, batch_size)  # a bad batch_size is refused before any work
+    batch_size = _inputs.chosen_batch_size(model, batch_size, batching.FORWARD, images.shape[1:])  # refuses a bad one first
     count, height, width = images.shape[:3]
     heatmaps = np.asarray(heatmaps, dtype="float64")
     if heatmaps.shape == (height, width) and count == 1:
@@ -199,7 +199,7 @@ def _curve(model, images, heatmaps, class_index, steps, baseline, delete: bool, 
 
 
 def deletion_curve(model, images, heatmaps, class_index=None, steps: int = 20, baseline=0.0,
-                   seed: int = 0, batch_size: int = 128):
+                   seed: int = 0, batch_size: int | None = None):
     """Class probability as the pixels a heatmap ranks highest are deleted, most important first.
 
     ``images``: the model's preprocessed batch ``(N, H, W, C)`` (or one image); ``heatmaps``:
@@ -207,8 +207,10 @@ def deletion_curve(model, images, heatmaps, class_index=None, steps: int = 20, b
     ``steps`` the top ``t / steps`` of the pixels (all channels) take the value of ``baseline``
     (a number in the model's input space, an array like ``images``, or ``"blur"``).
     ``class_index``: None = each image's top class, or an int / one per image. The probability
-    is the model's softmax output (a softmax is added to a model without one). ``batch_size``
-    images go through the model at a time (it never changes the result).
+    is the model's softmax output (a softmax is added to a model without one). The changed images
+    are made and sent through the model ``batch_size`` at a time (None: as many as fit the
+    profile's memory budget for a forward pass, :mod:`coursekit.batching`), so only one batch of
+    them exists at a time; ``batch_size`` never changes the result.
 
     Returns ``(fractions, curves)``: ``(steps + 1,)`` from 0 to 1 and ``(N, steps + 1)`` probabilities.
     """
@@ -216,7 +218,7 @@ def deletion_curve(model, images, heatmaps, class_index=None, steps: int = 20, b
 
 
 def insertion_curve(model, images, heatmaps, class_index=None, steps: int = 20, baseline="blur",
-                    seed: int = 0, batch_size: int = 128):
+                    seed: int = 0, batch_size: int | None = None):
     """Class probability as pixels are revealed, most important first, on a ``baseline`` image.
 
     Starts from ``baseline`` (default: a blurred copy of each image, as Petsiuk et al.) and copies
@@ -233,13 +235,13 @@ def area_under(curves) -> np.ndarray:
 
 
 def deletion_auc(model, images, heatmaps, class_index=None, steps: int = 20, baseline=0.0,
-                 seed: int = 0, batch_size: int = 128) -> np.ndarray:
+                 seed: int = 0, batch_size: int | None = None) -> np.ndarray:
     """Area under :func:`deletion_curve` per image, in [0, 1]: lower means a more faithful heatmap."""
     return area_under(deletion_curve(model, images, heatmaps, class_index, steps, baseline, seed, batch_size)[1])
 
 
 def insertion_auc(model, images, heatmaps, class_index=None, steps: int = 20, baseline="blur",
-                  seed: int = 0, batch_size: int = 128) -> np.ndarray:
+                  seed: int = 0, batch_size: int | None = None) -> np.ndarray:
     """Area under :func:`insertion_curve` per image, in [0, 1]: higher means a more faithful heatmap."""
     return area_under(insertion_curve(model, images, heatmaps, class_index, steps, baseline, seed, batch_size)[1])
 

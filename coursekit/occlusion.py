@@ -4,7 +4,7 @@ from __future__ import annotations
 import keras
 import numpy as np
 
-from . import _forward, _inputs
+from . import _forward, _inputs, batching
 from .models import pre_softmax
 
 
@@ -30,14 +30,15 @@ def check_patch(patch, stride, height: int, width: int) -> None:
 
 
 def occlusion_map(model: keras.Model, images, class_index=None, patch: int = 8, stride: int = 4,
-                  fill: float = 0.0, batch_size: int = 256) -> np.ndarray:
+                  fill: float = 0.0, batch_size: int | None = None) -> np.ndarray:
     """How much a score drops when a ``patch`` x ``patch`` square of each image is hidden.
 
     ``images``: the model's preprocessed batch ``(N, H, W, C)`` (or one image). Every position of the square,
     ``stride`` pixels apart (plus one flush with the right and bottom edges), is replaced by
     ``fill`` (a value in the model's input space: 0.0 is black for the course's MNIST models, mid
-    grey for MobileNet's [-1, 1] inputs), and all occluded copies go through the model in batches
-    of ``batch_size``.
+    grey for MobileNet's [-1, 1] inputs), and the occluded copies are made and sent through the
+    model ``batch_size`` at a time (None: as many as fit the profile's memory budget for a forward
+    pass, :mod:`coursekit.batching`); only one batch of copies exists at a time.
 
     The score is the model's output column ``class_index`` taken *before* the softmax (the logit):
     ``None`` = each image's top prediction, an int for all images, or a sequence with one per image.
@@ -49,7 +50,7 @@ def occlusion_map(model: keras.Model, images, class_index=None, patch: int = 8, 
     ``score(image) - score(occluded image)``. Positive: hiding it lowers the score.
     """
     batch = _inputs.image_batch(model, images)
-    _inputs.batches(1, batch_size)  # a bad batch_size is refused before any work
+    batch_size = _inputs.chosen_batch_size(model, batch_size, batching.FORWARD, batch.shape[1:])  # refuses a bad one first
     count, height, width = batch.shape[:3]
     check_patch(patch, stride, height, width)
     score_model = pre_softmax(model)   # logits, or the model's own output when it has no softmax

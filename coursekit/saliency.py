@@ -10,16 +10,28 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from . import _cache
-from ._inputs import TOP_PREDICTION, batches, class_codes, image_batch, n_classes, resolve_classes, scale_to_unit
+from . import _cache, _forward
+from ._forward import traced_once
+from ._inputs import (
+    TOP_PREDICTION,
+    batches,
+    chosen_batch_size,
+    class_codes,
+    image_batch,
+    n_classes,
+    resolve_classes,
+    scale_to_unit,
+)
+from .batching import GRADIENT
 from .models import pre_softmax
 
 
-def input_gradients(model: keras.Model, images, class_index=None, batch_size: int = 32) -> np.ndarray:
+def input_gradients(model: keras.Model, images, class_index=None, batch_size: int | None = None) -> np.ndarray:
     """The gradient of each image's class logit with respect to its pixels: ``(N, H, W, C)``.
 
     ``images`` is a preprocessed batch; ``class_index`` None (top prediction), an int, or one per
-    image. The gradient is in the units of the preprocessed input.
+    image. The gradient is in the units of the preprocessed input. ``batch_size``: images per
+    compiled step; None = as many as fit the profile's memory budget (:mod:`coursekit.batching`).
     """
     batch = image_batch(model, images)
     classes = class_codes(class_index, len(batch), n_classes(model))
@@ -27,7 +39,7 @@ def input_gradients(model: keras.Model, images, class_index=None, batch_size: in
 
 
 def vanilla_saliency(model: keras.Model, images, class_index=None, *, positive_only: bool = False,
-                     normalize: bool = True, batch_size: int = 32) -> np.ndarray:
+                     normalize: bool = True, batch_size: int | None = None) -> np.ndarray:
     """Vanilla saliency of a preprocessed batch ``(N, H, W, C)``: float32 ``(N, H, W)``.
 
     Each pixel gets the largest absolute gradient over its colour channels (with
@@ -42,49 +54,93 @@ def vanilla_saliency(model: keras.Model, images, class_index=None, *, positive_o
 
 def smoothgrad(model: keras.Model, images, class_index=None, samples: int = 20, noise: float = 0.2,
                *, positive_only: bool = False, normalize: bool = True, seed: int = 0,
-               batch_size: int = 32) -> np.ndarray:
+               batch_size: int | None = None) -> np.ndarray:
     """SmoothGrad of a preprocessed batch ``(N, H, W, C)``: float32 ``(N, H, W)``.
 
-    Averages the gradient magnitudes over ``samples`` copies of each image with Gaussian noise
-    of standard deviation ``noise`` times the image's value range (max - min), as Smilkov et al.
-    and tf-keras-vis do. The class is fixed from the
-    clean image first, so every noisy copy explains the same class; then each pixel gets the
-    largest average over its channels. ``seed`` fixes the noise. Memory: ``samples`` copies of
-    the batch are held at once.
+    ``samples`` copies of each image get Gaussian noise of standard deviation ``noise`` times the
+    image's value range (max - min); the gradient of the class logit is taken at every copy; each
+    pixel gets the largest, over its colour channels, of the **average magnitude** ``|gradient|``
+    over the copies (with ``positive_only``, of the average positive part ``max(gradient, 0)``).
+    The class is fixed from the clean image first, so every copy explains the same class.
+
+    Which average: Smilkov et al. (2017) define SmoothGrad as the average of the *signed*
+    gradients, and draw the absolute value of that average. coursekit, like tf-keras-vis'
+    ``Saliency(..., smooth_samples=n)``, averages the magnitudes instead: a pixel whose gradient
+    flips sign from one noisy copy to the next is one the score is sensitive to, and in the signed
+    average those copies would cancel. So the map says how strongly a pixel moves the score, not
+    in which direction. (For the signed form, average ``input_gradients`` of noisy copies.)
+
+    The noise is drawn on the device in float32 by a stateless generator keyed by ``seed``, the
+    image's position in the batch and the copy's number, so the same ``seed`` gives the same
+    map, whatever ``batch_size``. The copies go through the model ``batch_size`` at a time (None:
+    as many as fit the profile's memory budget, :mod:`coursekit.batching`); only one batch of
+    copies and their gradients exists at a time.
     """
-    if samples < 1:
-        raise ValueError(f"samples must be at least 1; got {samples}.")
+    if isinstance(samples, bool) or not isinstance(samples, (int, np.integer)) or samples < 1:
+        raise ValueError(f"samples must be at least 1 (a whole number); got {samples!r}.")
     if noise < 0:
         raise ValueError(f"noise must be >= 0 (a share of the image's value range); got {noise}.")
     batch = image_batch(model, images)
+    size = chosen_batch_size(model, batch_size, GRADIENT, batch.shape[1:])
     classes = _resolved_classes(model, batch, class_index, batch_size)
-    rng = np.random.default_rng(seed)
-    sigma = (noise * (batch.max(axis=(1, 2, 3)) - batch.min(axis=(1, 2, 3)))).reshape(1, -1, 1, 1, 1)
-    noisy = batch[None] + rng.normal(size=(samples, *batch.shape)).astype("float32") * sigma
-    gradients = _gradients(model, noisy.reshape(-1, *batch.shape[1:]), np.tile(classes, samples),
-                           batch_size).reshape(samples, *batch.shape)
-    maps = _to_map(gradients, positive_only, samples_axis=0)
+    sigmas = (noise * (batch.max(axis=(1, 2, 3)) - batch.min(axis=(1, 2, 3)))).astype("float32")
+    step = _compiled_gradient(model)
+    on_device = tf.constant(batch)
+    # One stream of (image, copy) pairs, image-major; pair k is image k // samples, copy k % samples.
+    image_of = np.repeat(np.arange(len(batch), dtype="int32"), samples)
+    pair_keys = np.arange(len(image_of), dtype="int64")
+    magnitude = _positive_part if positive_only else np.abs
+    totals = np.zeros(batch.shape, dtype="float64")
+    for part in batches(len(image_of), size):
+        rows = image_of[part]
+        noisy = _noisy_copies(on_device, tf.constant(rows), tf.constant(pair_keys[part]),
+                              tf.constant(sigmas[rows]), tf.constant(int(seed), tf.int64))
+        gradients = magnitude(step(noisy, tf.constant(classes[rows])).numpy())
+        for gradient, row in zip(gradients, rows):   # a fixed order: any batch_size gives the same sums
+            totals[row] += gradient
+        del noisy, gradients                          # free this batch before the next one is made
+    maps = (totals / samples).max(axis=-1).astype("float32")
     return scale_to_unit(maps) if normalize else maps
 
 
-def _to_map(gradients: np.ndarray, positive_only: bool, samples_axis: int | None = None) -> np.ndarray:
-    """Gradient magnitudes (averaged over ``samples_axis`` if given), max over channels."""
+def _positive_part(values: np.ndarray) -> np.ndarray:
+    return np.maximum(values, 0)
+
+
+@tf.function(input_signature=[tf.TensorSpec((None, None, None, None), tf.float32), tf.TensorSpec((None,), tf.int32),
+                              tf.TensorSpec((None,), tf.int64), tf.TensorSpec((None,), tf.float32),
+                              tf.TensorSpec((), tf.int64)])
+def _noisy_copies(images, rows, keys, sigmas, seed):
+    """``images[rows]`` plus Gaussian noise of standard deviation ``sigmas``, drawn on the device.
+
+    Copy ``i`` gets the noise of the stateless generator seeded ``(seed, keys[i])``: the same
+    copy gets the same noise in any batch. Traced once for every model and image size.
+    """
+    shape = tf.shape(images)[1:]
+    noise = tf.map_fn(lambda key: tf.random.stateless_normal(shape, seed=tf.stack([seed, key])), keys,
+                      fn_output_signature=tf.float32)
+    return tf.gather(images, rows) + tf.reshape(sigmas, (-1, 1, 1, 1)) * noise
+
+
+def _to_map(gradients: np.ndarray, positive_only: bool) -> np.ndarray:
+    """Gradient magnitudes (or positive parts), max over channels."""
     magnitude = np.maximum(gradients, 0) if positive_only else np.abs(gradients)
-    if samples_axis is not None:
-        magnitude = magnitude.mean(axis=samples_axis)
     return magnitude.max(axis=-1).astype("float32")
 
 
-def _gradients(model, batch: np.ndarray, classes: np.ndarray, batch_size: int) -> np.ndarray:
-    step = _compiled_gradient(model)
-    return np.concatenate([step(tf.constant(batch[part]), tf.constant(classes[part])).numpy()
-                           for part in batches(len(batch), batch_size)])
+def _gradients(model, batch: np.ndarray, classes: np.ndarray, batch_size: int | None, step=None) -> np.ndarray:
+    """``step`` (default: the model's input gradient) of every image, ``batch_size`` at a time (sized for ``model``)."""
+    step = step or _compiled_gradient(model)
+    size = chosen_batch_size(model, batch_size, GRADIENT, batch.shape[1:])
+    gradients = np.empty(batch.shape, dtype="float32")
+    for part in batches(len(batch), size):
+        gradients[part] = step(tf.constant(batch[part]), tf.constant(classes[part])).numpy()
+    return gradients
 
 
-def _logits(model, batch: np.ndarray, batch_size: int) -> np.ndarray:
-    logits_model = pre_softmax(model)
-    return np.concatenate([np.asarray(logits_model(batch[part], training=False))
-                           for part in batches(len(batch), batch_size)])
+def _logits(model, batch: np.ndarray, batch_size: int | None) -> np.ndarray:
+    """The class logits of ``batch``, by the model's compiled forward pass."""
+    return _forward.predict(pre_softmax(model), batch, batch_size)
 
 
 # One pre-softmax helper for the whole package: the name lessons used before stays as an alias.
@@ -101,7 +157,7 @@ def _gradient_step(model: keras.Model):
     logits_model = pre_softmax(model)
     input_spec = tf.TensorSpec((None, *model.inputs[0].shape[1:]), tf.float32)
 
-    @tf.function(input_signature=[input_spec, tf.TensorSpec((None,), tf.int32)])
+    @traced_once(input_signature=[input_spec, tf.TensorSpec((None,), tf.int32)])
     def step(batch, classes):
         with tf.GradientTape() as tape:
             tape.watch(batch)
@@ -155,7 +211,7 @@ def path_points(steps: int, method: str = "riemann_middle") -> tuple[np.ndarray,
 
 
 def integrated_gradients(model: keras.Model, images, class_index=None, baseline=None, steps: int = 50, *,
-                         method: str = "riemann_middle", batch_size: int = 32) -> np.ndarray:
+                         method: str = "riemann_middle", batch_size: int | None = None) -> np.ndarray:
     """Integrated Gradients (Sundararajan et al. 2017) of a preprocessed batch: float32 ``(N, H, W, C)``.
 
     ``(image - baseline)`` times the average gradient of the class logit along the straight path
@@ -168,30 +224,42 @@ def integrated_gradients(model: keras.Model, images, class_index=None, baseline=
     for black there); a number; an array shaped like one image or like the batch; or ``"blur"``
     (:func:`coursekit.metrics.blurred`). ``class_index``: None (each image's top class, fixed from
     the image itself, not from the points of the path), an int, or one per image. ``method``: see
-    :func:`path_points`. The ``N x points`` gradients are computed ``batch_size`` at a time, all
-    images' points mixed in one stream, so memory is set by ``batch_size`` (not by ``steps``) and
-    ``batch_size`` does not change the result beyond float32 rounding.
+    :func:`path_points`. The ``N x points`` gradients are computed ``batch_size`` at a time (None:
+    as many as fit the profile's memory budget, :mod:`coursekit.batching`), all images' points
+    mixed in one stream and made on the device batch by batch, so memory is set by ``batch_size``
+    (not by ``steps``) and ``batch_size`` does not change the result beyond float32 rounding.
     """
     alphas, weights = path_points(steps, method)
     batch = image_batch(model, images)
+    size = chosen_batch_size(model, batch_size, GRADIENT, batch.shape[1:])
     classes = _resolved_classes(model, batch, class_index, batch_size)
     baselines = _baselines(baseline, batch)
     step = _compiled_gradient(model)   # shared with input_gradients and smoothgrad
+    on_device = tf.constant(batch), tf.constant(baselines)
     # One stream of (image, point) pairs, image-major; each chunk of it is one call of `step`.
-    image_of = np.repeat(np.arange(len(batch)), len(alphas))
-    alpha_of = np.tile(alphas, len(batch)).astype("float32")[:, None, None, None]
+    image_of = np.repeat(np.arange(len(batch), dtype="int32"), len(alphas))
+    alpha_of = np.tile(alphas, len(batch)).astype("float32")
     weight_of = np.tile(weights, len(batch))
     totals = np.zeros(batch.shape, dtype="float64")
-    for part in batches(len(image_of), batch_size):
+    for part in batches(len(image_of), size):
         rows = image_of[part]
-        points = baselines[rows] + alpha_of[part] * (batch[rows] - baselines[rows])
-        gradients = step(tf.constant(points), tf.constant(classes[rows])).numpy()
+        points = _path_points(*on_device, tf.constant(rows), tf.constant(alpha_of[part]))
+        gradients = step(points, tf.constant(classes[rows])).numpy()
         for gradient, row, weight in zip(gradients, rows, weight_of[part]):  # fixed order: any batch_size
             totals[row] += weight * gradient                                   # gives the same sums
+        del points, gradients                          # free this batch before the next one is made
     return ((batch - baselines) * totals).astype("float32")
 
 
-def input_x_gradient(model: keras.Model, images, class_index=None, batch_size: int = 32) -> np.ndarray:
+@tf.function(input_signature=[tf.TensorSpec((None, None, None, None), tf.float32)] * 2
+             + [tf.TensorSpec((None,), tf.int32), tf.TensorSpec((None,), tf.float32)])
+def _path_points(images, baselines, rows, alphas):
+    """``baseline + alpha * (image - baseline)`` for image ``rows[i]`` and ``alphas[i]``, made on the device."""
+    start = tf.gather(baselines, rows)
+    return start + tf.reshape(alphas, (-1, 1, 1, 1)) * (tf.gather(images, rows) - start)
+
+
+def input_x_gradient(model: keras.Model, images, class_index=None, batch_size: int | None = None) -> np.ndarray:
     """Input times gradient of a preprocessed batch: signed float32 ``(N, H, W, C)``.
 
     Integrated Gradients with a zero baseline and a single point on the path; exact (complete) for
@@ -236,7 +304,7 @@ def attribution_map(attributions, sign: str = "abs", normalize: bool = True) -> 
     return scale_to_unit(maps)
 
 
-def _resolved_classes(model, batch: np.ndarray, class_index, batch_size: int) -> np.ndarray:
+def _resolved_classes(model, batch: np.ndarray, class_index, batch_size: int | None) -> np.ndarray:
     """One class per image, the top class (from the image itself) where ``class_index`` asks for it."""
     classes = class_codes(class_index, len(batch), n_classes(model))
     if np.any(classes == TOP_PREDICTION):
@@ -268,7 +336,7 @@ def _baselines(baseline, batch: np.ndarray) -> np.ndarray:
 GUIDED_ACTIVATIONS = ("relu", "relu6")
 
 
-def guided_backprop(model: keras.Model, images, class_index=None, batch_size: int = 32) -> np.ndarray:
+def guided_backprop(model: keras.Model, images, class_index=None, batch_size: int | None = None) -> np.ndarray:
     """Guided Backpropagation (Springenberg et al. 2015) of a preprocessed batch: float32 ``(N, H, W, C)``.
 
     The gradient of the class logit, except that at every ReLU it passes back only where the
@@ -283,7 +351,7 @@ def guided_backprop(model: keras.Model, images, class_index=None, batch_size: in
     """
     batch = image_batch(model, images)
     classes = class_codes(class_index, len(batch), n_classes(model))
-    return _gradients(guided_model(model), batch, classes, batch_size)
+    return _gradients(model, batch, classes, batch_size, step=_compiled_gradient(guided_model(model)))
 
 
 def guided_model(model: keras.Model) -> keras.Model:

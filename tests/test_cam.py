@@ -2,6 +2,7 @@ import keras
 import numpy as np
 import pytest
 from tf_keras_vis.gradcam import Gradcam
+from tf_keras_vis.gradcam_plus_plus import GradcamPlusPlus
 from tf_keras_vis.utils.scores import CategoricalScore
 
 from coursekit import _cache, cam, models
@@ -89,11 +90,63 @@ def test_gradient_model_is_built_once_and_the_step_traced_once():
     model = models.mnist_cnn(name="trace_once")
     batch = np.random.default_rng(0).uniform(0, 255, (5, 28, 28, 1)).astype("float32")
     cam.grad_cam(model, batch[:1])
-    step = _cache._CACHE[model][("grad_cam", "pool2")]
+    key = ("class_map", "pool2", cam._grad_cam_weights)
+    step = _cache._CACHE[model][key]
     cam.grad_cam(model, batch, class_index=3)
-    cam.grad_cam(model, batch[:2], class_index=[1, 2])
-    assert _cache._CACHE[model][("grad_cam", "pool2")] is step
+    cam.grad_cam(model, batch[:2], class_index=[1, 2], batch_size=1)
+    assert _cache._CACHE[model][key] is step
     assert step.experimental_get_tracing_count() == 1
+
+
+# ----------------------------------------------------------------------------- Grad-CAM++
+
+def paper_grad_cam_plus_plus(model, batch, classes, layer, normalize_alphas=False):
+    """Grad-CAM++ by its paper's formula in float64 numpy, from the layer's maps and the logit's gradient."""
+    import tensorflow as tf
+    both = keras.Model(model.inputs, [model.get_layer(layer).output, models.pre_softmax(model).output])
+    with tf.GradientTape() as tape:
+        maps, logits = both(tf.constant(batch))
+        score = tf.reduce_sum(tf.gather(logits, classes, axis=1, batch_dims=1))
+    g = tape.gradient(score, maps).numpy().astype("float64")
+    a = maps.numpy().astype("float64")
+    denominator = 2 * g ** 2 + a.sum(axis=(1, 2), keepdims=True) * g ** 3
+    alphas = np.divide(g ** 2, denominator, out=np.zeros_like(g), where=denominator != 0)
+    if normalize_alphas:
+        total = alphas.sum(axis=(1, 2), keepdims=True)
+        alphas = np.divide(alphas, total, out=alphas.copy(), where=total != 0)
+    weights = (alphas * np.maximum(g, 0)).sum(axis=(1, 2), keepdims=True)
+    return np.maximum((weights * a).sum(axis=-1), 0)
+
+
+def test_grad_cam_plus_plus_is_the_papers_formula(digits):
+    keras.utils.set_random_seed(1)
+    model = models.mnist_cnn()
+    batch = digits[0][0][:5, ..., None].astype("float32")
+    classes = np.array([0, 3, 5, 7, 9])
+    for normalize_alphas in (False, True):
+        expected = paper_grad_cam_plus_plus(model, batch, classes, "conv2", normalize_alphas)
+        peak = expected.max(axis=(1, 2), keepdims=True)
+        assert np.all(peak > 0)
+        ours = cam.grad_cam_plus_plus(model, batch, list(classes), layer="conv2", upsample=False,
+                                      normalize_alphas=normalize_alphas)
+        np.testing.assert_allclose(ours, expected / peak, rtol=1e-4, atol=1e-5)
+    plain = cam.grad_cam(model, batch, list(classes), layer="conv2", upsample=False)
+    assert np.abs(plain - ours).max() > 1e-2   # a method of its own, not Grad-CAM again
+
+
+def test_grad_cam_plus_plus_agrees_with_tf_keras_vis(mobilenet, photos):
+    """tf-keras-vis (as the authors' code) normalises each channel's alphas: the same form here."""
+    model = mobilenet.model
+    classes = model.predict(photos, verbose=0).argmax(axis=1)
+    ours = cam.grad_cam_plus_plus(model, photos, upsample=False, normalize_alphas=True)
+    theirs = np.asarray(GradcamPlusPlus(models.pre_softmax(model), clone=False)(
+        CategoricalScore([int(c) for c in classes]), photos, penultimate_layer=mobilenet.last_conv_layer,
+        seek_penultimate_conv_layer=False, expand_cam=False, normalize_cam=False))
+    for name, a, b in zip(PHOTOS, ours, theirs):
+        assert a.std() > 0, f"{name}: flat map, the comparison would mean nothing"
+        np.testing.assert_allclose(a, b / b.max(), rtol=1e-3, atol=1e-4, err_msg=name)
+    upsampled = cam.grad_cam_plus_plus(model, photos)
+    assert upsampled.shape == (len(PHOTOS), 128, 128) and np.allclose(upsampled.max(axis=(1, 2)), 1)
 
 
 def zero_gradient_model():
@@ -106,8 +159,9 @@ def zero_gradient_model():
 
 def test_all_zero_gradients_give_zero_maps_not_nan():
     batch = np.random.default_rng(0).normal(size=(2, 8, 8, 3)).astype("float32")
-    heatmaps = cam.grad_cam(zero_gradient_model(), batch)
-    assert heatmaps.shape == (2, 8, 8) and np.all(heatmaps == 0)
+    for method in (cam.grad_cam, cam.grad_cam_plus_plus):
+        heatmaps = method(zero_gradient_model(), batch)
+        assert heatmaps.shape == (2, 8, 8) and np.all(heatmaps == 0)
 
 
 @pytest.mark.parametrize("class_index, message", [

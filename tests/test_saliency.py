@@ -56,6 +56,31 @@ def test_smoothgrad_without_noise_is_vanilla_and_its_noise_is_seeded(mobilenet, 
     assert not np.allclose(first, saliency.smoothgrad(model, cat_batch, samples=3, seed=2))
 
 
+def test_smoothgrad_averages_gradient_magnitudes_over_its_noisy_copies(mobilenet, cat_batch):
+    """The map is the mean over the copies of |gradient| (max over channels), copy by copy; the
+    noise of a copy depends on (seed, image, copy) alone, whatever the batch_size."""
+    model = mobilenet.model
+    batch = np.concatenate([cat_batch, cat_batch[:, ::-1]])
+    samples, seed = 3, 7
+    sigmas = (0.2 * (batch.max(axis=(1, 2, 3)) - batch.min(axis=(1, 2, 3)))).astype("float32")
+    rows = np.repeat(np.arange(2, dtype="int32"), samples)
+    noisy = saliency._noisy_copies(tf.constant(batch), tf.constant(rows), tf.constant(np.arange(6, dtype="int64")),
+                                   tf.constant(sigmas[rows]), tf.constant(seed, tf.int64)).numpy()
+    noise = noisy - batch[rows]
+    assert np.allclose(noise.std(axis=(1, 2, 3)), sigmas[rows], rtol=0.02) and np.abs(noise.mean()) < 0.01
+    assert not np.allclose(noise[0], noise[1], atol=0.1)                    # each copy its own noise
+    for batch_size in (1, 4):      # the same batches of copies: the same float32 arithmetic
+        gradients = saliency.input_gradients(model, noisy, class_index=[281] * 6, batch_size=batch_size)
+        gradients = gradients.reshape(2, samples, *batch.shape[1:])
+        for positive_only, part in ((False, np.abs), (True, lambda g: np.maximum(g, 0))):
+            expected = part(gradients).mean(axis=1).max(axis=-1)
+            got = saliency.smoothgrad(model, batch, class_index=281, samples=samples, seed=seed, normalize=False,
+                                      positive_only=positive_only, batch_size=batch_size)
+            np.testing.assert_allclose(got, expected, rtol=1e-6, atol=1e-9)
+    signed = np.abs(gradients.mean(axis=1)).max(axis=-1)     # the paper's signed average: a different map
+    assert not np.allclose(signed, np.abs(gradients).mean(axis=1).max(axis=-1), rtol=0.05)
+
+
 def test_saliency_bad_input(mobilenet, cat_batch):
     with pytest.raises(ValueError, match="out of range"):
         saliency.vanilla_saliency(mobilenet.model, cat_batch, class_index=1000)
