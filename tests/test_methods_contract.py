@@ -131,10 +131,10 @@ METHODS: dict[str, Method] = {
     # concept, for a CAV); the other sets are fixed random images of the model's size
     "concepts.layer_activations": Method(
         lambda model, images, **kw: concepts.layer_activations(model, _spatial(model), images, **kw),
-        lambda n, h, w, c: (n, None), classes=False),
+        lambda n, h, w, c: (n, None), classes=False, batch_tolerance=raw_output_tolerance),
     "concepts.layer_gradients": Method(
         lambda model, images, **kw: concepts.layer_gradients(model, _spatial(model), images, **kw),
-        lambda n, h, w, c: (n, None)),
+        lambda n, h, w, c: (n, None), batch_tolerance=raw_output_tolerance),
     "concepts.concept_activation_vector": Method(
         lambda model, images, **kw: concepts.concept_activation_vector(model, _spatial(model), images,
                                                                        _random_sets(model)[0], **kw).direction,
