@@ -9,10 +9,9 @@ Students run the notebooks on Colab, whose packages are not the ones ``make test
    repository, with its dependencies), from this clone's committed ``HEAD``,
 3. fails, naming each package, if that install changed the version of any package that was
    there before (Colab's own packages must stay as they are), and lists what it added,
-4. executes every lesson and solution notebook (``notebooks/``, ``solutions/``) in that
-   environment's own Jupyter kernel, in the smoke profile and offline, printing each notebook's
-   time, and fails on any error. ``exercises/`` are the solutions with their answers cut out
-   (``make exercises``); the grader's test runs each of them, so they are not run a third time.
+4. executes every notebook (``notebooks/``, ``solutions/``, ``exercises/``; cells tagged
+   ``raises-exception`` may fail, as under nbval) in that environment's own Jupyter kernel, in
+   the smoke profile and offline, printing each notebook's time, and fails on any error.
 
     python -m coursekit.tools.colab_check                 # all of it (what `make colab-check` runs)
     python -m coursekit.tools.colab_check --install-only  # steps 1-3
@@ -39,7 +38,7 @@ import time
 from pathlib import Path
 
 REQUIREMENTS = Path("colab") / "requirements.txt"
-NOTEBOOK_FOLDERS = ("notebooks", "solutions")   # exercises/: see step 4 above
+NOTEBOOK_FOLDERS = ("notebooks", "solutions", "exercises")
 ENV_VARIABLE = "COURSEKIT_COLAB_ENV"        # where the environment lives (default: a user cache folder)
 PYTHON_VARIABLE = "COURSEKIT_COLAB_PYTHON"  # the Python to build it with (default: found on PATH / pyenv)
 BASE_FREEZE = "colab-base-freeze.json"      # the environment's packages right after it was built
