@@ -17,10 +17,12 @@ import keras
 import nbformat
 import numpy as np
 import pytest
+from nbclient import NotebookClient
+from nbclient.exceptions import CellExecutionError, CellTimeoutError
 
 from coursekit import env, features, models
 from coursekit.tools.course import lesson_notebooks
-from coursekit.tools.gallery import execute
+from coursekit.tools.gallery import error_message, kernel_environment
 
 ROOT = Path(__file__).resolve().parents[1]
 LESSONS = lesson_notebooks(ROOT / "notebooks")   # every lesson must have at least one form field
@@ -201,14 +203,48 @@ def with_option(path: Path, form: Form, option) -> nbformat.NotebookNode:
     return notebook
 
 
-@pytest.mark.parametrize("path, form, option", dropdown_options(),
-                         ids=lambda value: value.name if isinstance(value, Path) else
-                         value.name if isinstance(value, Form) else repr(value))
-def test_every_dropdown_option_runs(path, form, option, tmp_path):
-    notebook = with_option(path, form, option)
-    nbformat.write(notebook, tmp_path / path.name)
-    result = execute(tmp_path / path.name, tmp_path / "run", progress=False)
-    assert result.ok, f"{path.name} with {form.name} = {option!r} fails: {result.error}"
+def dropdown_forms() -> list[tuple[Path, Form]]:
+    """(lesson, form) for every dropdown with an option besides its default."""
+    forms = []
+    for path, form, _ in dropdown_options():
+        if (path, form) not in forms:
+            forms.append((path, form))
+    return forms
+
+
+def run_every_option(path: Path, form: Form, workdir: Path) -> list[str]:
+    """Run the lesson up to ``form``'s cell once, then, in the same kernel, for each other option the
+    form's cell and every cell after it up to the last one that depends on it; the failures.
+
+    One kernel per form instead of one per option: the cells before the form (imports, models,
+    data) run once, and each option runs exactly the cells that a student's change re-runs.
+    """
+    options = [option for option in choices_of(form) if option != literal(form.value)]
+    source = nbformat.read(path, as_version=4)
+    form_cell = next(i for i, cell in enumerate(source.cells) if cell.cell_type == "code" and form.line in cell.source)
+    cut = {option: with_option(path, form, option) for option in options}
+    first = cut[options[0]]
+    workdir.mkdir(parents=True, exist_ok=True)
+    client = NotebookClient(first, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(workdir)}})
+    failures = []
+    with client.setup_kernel(env=kernel_environment()):
+        for index in range(form_cell):
+            client.execute_cell(first.cells[index], index)
+        for option, notebook in cut.items():
+            for index in range(form_cell, len(notebook.cells)):
+                try:
+                    client.execute_cell(notebook.cells[index], index)
+                except (CellExecutionError, CellTimeoutError) as failure:
+                    failures.append(f"{form.name} = {option!r}, cell {index}: {error_message(failure)[1][-1500:]}")
+                    break
+    return failures
+
+
+@pytest.mark.parametrize("path, form", dropdown_forms(),
+                         ids=lambda value: value.name if isinstance(value, (Path, Form)) else repr(value))
+def test_every_dropdown_option_runs(path, form, tmp_path):
+    failures = run_every_option(path, form, tmp_path / "run")
+    assert not failures, f"{path.name} fails with:\n" + "\n".join(failures)
 
 
 def test_the_cut_keeps_every_cell_that_depends_on_the_form(tmp_path):
@@ -225,6 +261,18 @@ def test_the_cut_keeps_every_cell_that_depends_on_the_form(tmp_path):
     cut = with_option(tmp_path / "09_x.ipynb", forms_of(tmp_path / "09_x.ipynb")[0], "b")
     assert [cell.source for cell in cut.cells][1:] == ["layer = 'b'  #@param [\"a\", \"b\"]", *cells[2:7]]
 
+
+
+def test_every_option_runs_in_one_kernel_and_a_failing_option_is_named(tmp_path):
+    cells = ["runs = []", "mode = 'a'  #@param ['a', 'b', 'c']", "runs.append(mode)",
+             "assert mode != 'b', 'b breaks the lesson'", "print(runs)", "print('not a dependent')"]
+    nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in cells]), tmp_path / "09_x.ipynb")
+    form = forms_of(tmp_path / "09_x.ipynb")[0]
+    failures = run_every_option(tmp_path / "09_x.ipynb", form, tmp_path / "run")
+    assert len(failures) == 1 and failures[0].startswith("mode = 'b', cell 3") and "b breaks the lesson" in failures[0]
+    cells[3] = "assert runs == ['b'] or runs == ['b', 'c'], runs   # the cells before the form ran once"
+    nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in cells]), tmp_path / "09_x.ipynb")
+    assert run_every_option(tmp_path / "09_x.ipynb", form, tmp_path / "run") == []
 
 # ----------------------------------------------------------------------------- a changed, invalid value
 
