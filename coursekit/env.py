@@ -46,6 +46,8 @@ class Profile:
     explain_images: int          # images used in sanity checks and faithfulness metrics
     units_dataset: str = "mnist"  # lesson 06: "cifar10" (online; falls back to "mnist") | "mnist"
     cascade_steps: int = 4        # lesson 07: points of the cascading randomisation
+    sanity_model: str = "xception"  # lesson 07: the ImageNet model it explains and randomises (it
+                                    # compiles explanations for four models; smoke: the fastest one)
     fourier_steps: int = 128      # lesson 02: Adam steps of Fourier-parameterised patterns
     class_patterns: int = 4       # lesson 02: classes whose class-model images are shown
     dream_octaves: int = 3        # lesson 02: DeepDream scales
@@ -97,9 +99,10 @@ PROFILES: dict[str, Profile] = {
                      batch_size=64, n_filters=4, ascent_steps=8, pattern_size=128,
                      smoothgrad_samples=6, tsne_points=300, top_k=6, n_units=3,
                      curve_steps=8, scorecam_max_n=16, explain_images=2, units_dataset="mnist",
-                     cascade_steps=2, fourier_steps=24, class_patterns=2, dream_octaves=3, dream_steps=8,
+                     cascade_steps=2, sanity_model="mobilenet_025",
+                     fourier_steps=24, class_patterns=2, dream_octaves=3, dream_steps=8,
                      finetune_dataset="pasted", finetune_per_class=10, finetune_epochs=2, finetune_top_layers=2,
-                     ig_steps=32, memorise_digits=384, memorise_epochs=60,
+                     ig_steps=16, memorise_digits=384, memorise_epochs=60,
                      cue_conflict_images=160, shape_only_per_category=3, shuffle_images=48,
                      concept_set_size=12, concept_runs=5, digit_concept_set_size=30, digit_concept_runs=10,
                      batch_memory_mb=512),
