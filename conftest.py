@@ -1,5 +1,7 @@
 """Notebook wall times: every notebook run by nbval is timed (kernel start included) and, in the
-smoke profile, one over COURSEKIT_NOTEBOOK_BUDGET_S seconds (default 60) fails the session.
+smoke profile, one over COURSEKIT_NOTEBOOK_BUDGET_S seconds (default 60) fails the session. A
+shared machine's load can stretch one run by a fifth: a notebook over the budget is run once more,
+alone in a fresh kernel, and fails only if that run is over it too (both times are printed).
 Each lesson's printed output is checked after its cells ran: its claims, and a clean page."""
 from __future__ import annotations
 
@@ -28,9 +30,30 @@ def _budget() -> float | None:
     return float(os.environ.get("COURSEKIT_NOTEBOOK_BUDGET_S", "60"))
 
 
+def _seconds_of_a_fresh_run(path: str) -> float:
+    """Wall time of ``path`` executed once more in a new kernel (kernel start included); inf if it fails."""
+    import time
+
+    import nbformat
+    from nbclient import NotebookClient
+    notebook = nbformat.read(path, as_version=4)
+    start = time.perf_counter()
+    try:
+        NotebookClient(notebook, timeout=600, resources={"metadata": {"path": str(Path(path).parent)}}).execute()
+    except Exception:        # a failure is already reported by nbval's own run
+        return float("inf")
+    return time.perf_counter() - start
+
+
+_rerun_seconds: dict[str, float] = {}
+
+
 def pytest_sessionfinish(session, exitstatus):
     budget = _budget()
-    slow = {path: s for path, s in _seconds.items() if budget is not None and s > budget}
+    for path, seconds in _seconds.items():
+        if budget is not None and seconds > budget:
+            _rerun_seconds[path] = _seconds_of_a_fresh_run(path)
+    slow = {path: s for path, s in _rerun_seconds.items() if s > budget}
     if slow:
         session.config._notebook_overruns = slow
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
@@ -41,13 +64,17 @@ def pytest_terminal_summary(terminalreporter):
         return
     budget = _budget()
     terminalreporter.section("notebook wall times (kernel start included)")
-    for path, seconds in sorted(_seconds.items()):
-        flag = "  OVER BUDGET" if budget is not None and seconds > budget else ""
-        terminalreporter.write_line(f"{seconds:7.1f} s  {path}{flag}")
     overruns = getattr(terminalreporter.config, "_notebook_overruns", {})
+    for path, seconds in sorted(_seconds.items()):
+        flag = ""
+        if path in _rerun_seconds:
+            again = _rerun_seconds[path]
+            flag = (f"  over {budget:g} s; run again alone: {again:.1f} s"
+                    f"{'  OVER BUDGET' if path in overruns else ''}")
+        terminalreporter.write_line(f"{seconds:7.1f} s  {path}{flag}")
     if overruns:
-        terminalreporter.write_line(f"FAILED: {len(overruns)} notebook(s) took longer than {budget:.0f} s "
-                                    "in the smoke profile; make them faster (fewer steps, smaller data).")
+        terminalreporter.write_line(f"FAILED: {len(overruns)} notebook(s) took longer than {budget:g} s "
+                                    "in the smoke profile, twice; make them faster (fewer steps, smaller data).")
 
 
 # ----------------------------------------------------------------------------- what each lesson printed
