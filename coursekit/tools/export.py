@@ -27,14 +27,13 @@ import argparse
 import csv
 import fnmatch
 import io
-import os
 import sys
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from .. import checks
 from ..checks.core import TASK_ID
+from .files import write_atomically
 from .safe_text import from_spreadsheet_cell, spreadsheet_cell
 from .safe_text import inert as printable
 
@@ -225,15 +224,7 @@ def write_rows(rows: list[list], out: Path) -> None:
     """Write ``rows`` to ``out`` atomically (a reader sees the old file or the new one)."""
     buffer = io.StringIO()
     csv.writer(buffer).writerows(rows)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w", newline="", encoding="utf-8") as file:
-            file.write(buffer.getvalue())
-        os.replace(temporary, out)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    write_atomically(out, buffer.getvalue())
 
 
 def unmatched_path(out: Path) -> Path:

@@ -70,6 +70,7 @@ import nbformat
 from .. import checks
 from ..checks.core import CHECK_CALL, LESSON_ID, lesson_of_file_name
 from . import exits, model_files, notebook_json, sandbox, scratch
+from .files import write_atomically
 from .remote import NOT_MARKED, Clock
 from .safe_text import inert, literal_block, spreadsheet_cell
 from .submission import Isolation, SubmissionRun, preload
@@ -521,18 +522,7 @@ def write_csv(grades: list[Grade], out: Path) -> None:
         writer.writerow([spreadsheet_cell(grade.file), *cells, grade.total, grade.status,
                          spreadsheet_cell(grade.reason), f"{grade.seconds:.1f}", spreadsheet_cell(grade.sandbox),
                          spreadsheet_cell(grade.record), spreadsheet_cell("; ".join(grade.review))])
-    out.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w", newline="") as file:
-            file.write(buffer.getvalue())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(temporary, 0o666 & ~umask)
-        os.replace(temporary, out)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    write_atomically(out, buffer.getvalue())
 
 
 def _from_scratch_lessons(settings: Settings) -> list[str]:

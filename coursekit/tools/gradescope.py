@@ -47,6 +47,7 @@ import zipfile
 from pathlib import Path
 
 from .. import checks
+from .files import write_atomically
 from .safe_text import inert as printable
 
 CONFIG_FILE = "autograder.json"
@@ -136,11 +137,7 @@ def results_json(grade, tasks: list, config: Config, seconds: float, note: str =
 
 def write_results(path: Path, results: dict) -> None:
     """Write ``results`` atomically: Gradescope reads the old file or the new one, never half of one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=".results.", suffix=".tmp")
-    with os.fdopen(handle, "w", encoding="utf-8") as file:
-        json.dump(results, file, indent=1, ensure_ascii=False)
-    os.replace(temporary, path)
+    write_atomically(path, json.dumps(results, indent=1, ensure_ascii=False))
 
 
 # ----------------------------------------------------------------------------- run (in the container)

@@ -28,10 +28,10 @@ import json
 import os
 import re
 import sys
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from .files import write_atomically
 from .safe_text import spreadsheet_cell
 
 MANIFEST_FORMAT = "coursekit-shard/1"
@@ -121,7 +121,7 @@ def start(paths: list[Path], spec: tuple[int, int], out: Path, options: dict) ->
     chosen = [path for path, entry in zip(paths, entries) if entry["part"] == part]
     manifest = {"format": MANIFEST_FORMAT, "part": part, "parts": parts, "options": grading_options(options),
                 "batch": entries}
-    write_text(manifest_path(out), json.dumps(manifest, indent=1) + "\n")
+    write_atomically(manifest_path(out), json.dumps(manifest, indent=1) + "\n")
     from .grade import write_csv  # here, not above: the grader imports this module
     write_csv([], out)
     print(f"Shard {part}/{parts}: {len(chosen)} of the batch's {len(entries)} file(s), chosen by the hash of "
@@ -310,22 +310,6 @@ def merge(paths: list[Path]) -> list[list[str]]:
     return [header, *(rows_by_index[i] for i in sorted(rows_by_index))]
 
 
-def write_text(path: Path, text: str) -> None:
-    """Write ``path`` atomically (a reader sees the old file or the new one), with the usual permissions."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w", newline="") as file:
-            file.write(text)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(temporary, 0o666 & ~umask)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-
-
 def table_text(rows: list[list[str]]) -> str:
     """Rows as the grader writes them (Python's csv, its default dialect)."""
     buffer = io.StringIO()
@@ -347,7 +331,7 @@ def main(argv=None, prog: str = "python -m coursekit.tools.grade merge") -> int:
     except ShardError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    write_text(args.out, table_text(rows))
+    write_atomically(args.out, table_text(rows))
     print(f"Wrote {args.out}: {len(rows) - 1} row(s) from {len(args.tables)} part(s)")
     return 0
 
