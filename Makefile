@@ -26,23 +26,26 @@ lessons: $(INSTALLED)
 	@echo "profile, several in quick and full (build/lessons/index.html shows each one's time)."
 	$(PY) -m coursekit.tools.gallery notebooks --out build/lessons
 
-# Unit tests in two processes; notebooks one at a time, so that their wall times are honest.
-# exercises/ run in tests/test_grade.py (graded at 0, exactly the cells tagged raises-exception fail).
+# Unit tests in two processes; lessons one at a time, so that their wall times are honest.
+# solutions/ and exercises/ run in tests/test_grade.py: every solution graded at full marks (each of
+# its cells ran without an error), every exercise at 0 with exactly its cells tagged raises-exception failing.
 test: export COURSEKIT_PROFILE ?= smoke
 test: $(INSTALLED)
 	@echo "Testing in the $(COURSEKIT_PROFILE) profile: ruff, the unit tests (two processes, a few minutes), then"
-	@echo "every lesson and solution notebook one at a time (about a minute each)."
+	@echo "every lesson notebook one at a time (under a minute each)."
 	$(BIN)/ruff check .
 	$(PY) -m pytest tests -n 2 --durations=10
-	$(PY) -m pytest --nbval-lax notebooks solutions
+	$(PY) -m pytest --nbval-lax notebooks
 
 # Every notebook on Colab's own stack (colab/requirements.txt: Python 3.13, its TensorFlow, Keras,
 # numpy, ...), with coursekit installed as the setup cell does; see coursekit/tools/colab_check.py.
-# COLAB_NOTEBOOKS="notebooks/*.ipynb exercises/*.ipynb" runs only those (default: all of them).
+# COLAB_NOTEBOOKS="notebooks/*.ipynb exercises/*.ipynb" runs only those (default: all of them);
+# COLAB_JOBS notebooks at a time, each in its own kernel.
 COLAB_NOTEBOOKS ?=
+COLAB_JOBS ?= 2
 colab-check: export COURSEKIT_PROFILE ?= smoke
 colab-check: $(INSTALLED)
-	$(PY) -m coursekit.tools.colab_check $(COLAB_NOTEBOOKS)
+	$(PY) -m coursekit.tools.colab_check --jobs $(COLAB_JOBS) $(COLAB_NOTEBOOKS)
 
 lab: $(INSTALLED)
 	$(BIN)/jupyter lab

@@ -155,3 +155,21 @@ def test_two_checks_take_turns_with_one_environment(tmp_path, capsys):
     assert entered.wait(5)
     waiting.join()
     assert "Waiting for another colab-check" in capsys.readouterr().out
+
+
+def test_notebooks_run_two_at_a_time_and_a_failure_is_reported_by_name(tmp_path, capsys, monkeypatch):
+    import nbformat
+    monkeypatch.chdir(tmp_path)
+    record = ("import time, pathlib\nstart = time.time(); time.sleep(2)\n"
+              "pathlib.Path('{name}.times').write_text(f'{{start}} {{time.time()}}')\n")
+    for name in ("first", "second"):
+        nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(record.format(name=name))]),
+                       tmp_path / f"{name}.ipynb")
+    nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("1 / 0")]), tmp_path / "broken.ipynb")
+    assert colab_check.run_notebooks_here(["first.ipynb", "second.ipynb", "broken.ipynb"], jobs=2) == 1
+    printed = capsys.readouterr().out
+    assert "broken.ipynb failed:" in printed and "ZeroDivisionError" in printed
+    assert "colab-check: 2 passed, 1 failed" in printed
+    (start_1, end_1), (start_2, end_2) = ([float(t) for t in (tmp_path / f"{n}.times").read_text().split()]
+                                          for n in ("first", "second"))
+    assert start_1 < end_2 and start_2 < end_1      # their sleeps overlapped: two kernels at once

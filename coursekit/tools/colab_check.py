@@ -13,7 +13,7 @@ Students run the notebooks on Colab, whose packages are not the ones ``make test
    ``raises-exception`` may fail, as under nbval) in that environment's own Jupyter kernel, in
    the smoke profile and offline, printing each notebook's time, and fails on any error.
 
-    python -m coursekit.tools.colab_check                 # all of it (what `make colab-check` runs)
+    python -m coursekit.tools.colab_check --jobs 2        # all of it, two notebooks at a time (`make colab-check`)
     python -m coursekit.tools.colab_check --install-only  # steps 1-3
     python -m coursekit.tools.colab_check notebooks/01_inside_a_cnn.ipynb
 
@@ -272,30 +272,45 @@ def kernel_environment(env_dir: Path) -> dict[str, str]:
     return variables
 
 
-def run_notebooks_here(paths: list[str]) -> int:
-    """Inside the Colab environment: execute each notebook with nbclient; 0 when all ran."""
-    import nbclient
-    import nbformat
+def run_notebooks_here(paths: list[str], jobs: int = 1) -> int:
+    """Inside the Colab environment: execute each notebook with nbclient, ``jobs`` at a time; 0 when all ran.
+
+    Each notebook gets its own kernel. Two at a time keep two cores busy while a kernel traces a
+    model in Python (one core); the times printed are then those of notebooks sharing the machine.
+    """
+    from concurrent.futures import ThreadPoolExecutor, as_completed
+
     failures = []
     total = time.perf_counter()
-    for name in paths:
-        path = Path(name)
-        notebook = nbformat.read(path, as_version=4)
-        client = nbclient.NotebookClient(notebook, timeout=CELL_TIMEOUT_S, kernel_name="python3",
-                                         resources={"metadata": {"path": str(path.parent)}})
-        started = time.perf_counter()
-        try:
-            client.execute()
-            status = "ok"
-        except Exception as error:  # CellExecutionError, a dead kernel, a timeout: report and go on
-            status = "FAILED"
-            failures.append((name, f"{type(error).__name__}: {error}"))
-        print(f"  {time.perf_counter() - started:6.1f} s  {status:6}  {name}", flush=True)
-    print(f"  {time.perf_counter() - total:6.1f} s  in all, {len(paths)} notebooks", flush=True)
-    for name, why in failures:
+    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+        runs = [pool.submit(_execute_notebook, name) for name in paths]
+        for run in as_completed(runs):
+            name, seconds, error = run.result()
+            if error is not None:
+                failures.append((name, error))
+            print(f"  {seconds:6.1f} s  {'ok' if error is None else 'FAILED':6}  {name}", flush=True)
+    print(f"  {time.perf_counter() - total:6.1f} s  in all, {len(paths)} notebooks, {jobs} at a time", flush=True)
+    for name, why in sorted(failures):
         print(f"\n{name} failed:\n{why[-3000:]}")
     print(f"colab-check: {len(paths) - len(failures)} passed, {len(failures)} failed", flush=True)
     return 1 if failures else 0
+
+
+def _execute_notebook(name: str) -> tuple[str, float, str | None]:
+    """Execute one notebook in a new kernel: ``(name, seconds, None)``, or the error as text."""
+    import nbclient
+    import nbformat
+    path = Path(name)
+    notebook = nbformat.read(path, as_version=4)
+    client = nbclient.NotebookClient(notebook, timeout=CELL_TIMEOUT_S, kernel_name="python3",
+                                     resources={"metadata": {"path": str(path.parent)}})
+    started = time.perf_counter()
+    try:
+        client.execute()
+        error = None
+    except Exception as failure:  # CellExecutionError, a dead kernel, a timeout: report and go on
+        error = f"{type(failure).__name__}: {failure}"
+    return name, time.perf_counter() - started, error
 
 
 def versions_line(env_dir: Path, notebook_folder: Path) -> str:
@@ -346,14 +361,15 @@ def exclusive(env_dir: Path):
         yield
 
 
-def check(root: Path, paths: list[str] | None = None, install_only: bool = False) -> int:
+def check(root: Path, paths: list[str] | None = None, install_only: bool = False, jobs: int = 1) -> int:
     pins = read_pins(root / REQUIREMENTS)
     env_dir = default_env_dir(pins)
     with exclusive(env_dir):
-        return _check(root, pins, env_dir, paths, install_only)
+        return _check(root, pins, env_dir, paths, install_only, jobs)
 
 
-def _check(root: Path, pins: Pins, env_dir: Path, paths: list[str] | None, install_only: bool) -> int:
+def _check(root: Path, pins: Pins, env_dir: Path, paths: list[str] | None, install_only: bool,
+           jobs: int = 1) -> int:
     started = time.perf_counter()
     python = env_python(env_dir)
     base = prepare_env(pins, env_dir)
@@ -371,13 +387,19 @@ def _check(root: Path, pins: Pins, env_dir: Path, paths: list[str] | None, insta
         return 0
     chosen = paths or [str(path.relative_to(root)) for path in notebooks(root)]
     variables = kernel_environment(env_dir)
-    print(f"Executing {len(chosen)} notebooks in the Colab environment (profile "
+    print(f"Executing {len(chosen)} notebooks, {jobs} at a time, in the Colab environment (profile "
           f"{variables['COURSEKIT_PROFILE']}, offline):", flush=True)
     # -P: the tools folder is not put on sys.path, so the kernel and nbclient import only the environment's
-    code = subprocess.run([str(python), "-P", str(Path(__file__).resolve()), "--run-notebooks", *chosen],
-                          cwd=root, env=variables).returncode
+    code = subprocess.run([str(python), "-P", str(Path(__file__).resolve()), "--run-notebooks", "--jobs", str(jobs),
+                           *chosen], cwd=root, env=variables).returncode
     print(f"colab-check {'passed' if code == 0 else 'FAILED'} in {time.perf_counter() - started:.0f} s.")
     return code
+
+
+def _positive_int(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"--jobs takes a whole number >= 1 (notebooks at a time); got {text!r}")
+    return int(text)
 
 
 def main(argv=None) -> int:
@@ -387,11 +409,13 @@ def main(argv=None) -> int:
     parser.add_argument("--install-only", action="store_true", help="build, install and compare; run no notebook")
     parser.add_argument("--run-notebooks", action="store_true", help=argparse.SUPPRESS)  # inside the Colab env
     parser.add_argument("--root", default=".", help="repository root (default: here)")
+    parser.add_argument("--jobs", type=_positive_int, default=1,
+                        help="notebooks executed at a time, each in its own kernel (default: 1)")
     args = parser.parse_args(argv)
     if args.run_notebooks:
-        return run_notebooks_here(args.notebooks)
+        return run_notebooks_here(args.notebooks, args.jobs)
     try:
-        return check(Path(args.root).resolve(), args.notebooks, args.install_only)
+        return check(Path(args.root).resolve(), args.notebooks, args.install_only, args.jobs)
     except ColabCheckError as error:
         print(f"colab-check FAILED: {error}", file=sys.stderr)
         return 1
