@@ -31,18 +31,11 @@ def _budget() -> float | None:
 
 
 def _seconds_of_a_fresh_run(path: str) -> float:
-    """Wall time of ``path`` executed once more in a new kernel (kernel start included); inf if it fails."""
-    import time
-
-    import nbformat
-    from nbclient import NotebookClient
-    notebook = nbformat.read(path, as_version=4)
-    start = time.perf_counter()
-    try:
-        NotebookClient(notebook, timeout=600, resources={"metadata": {"path": str(Path(path).parent)}}).execute()
-    except Exception:        # a failure is already reported by nbval's own run
-        return float("inf")
-    return time.perf_counter() - start
+    """Wall time of ``path`` executed once more in a new kernel, in its own folder as under nbval
+    (kernel start included); inf if that run fails (nbval's own run reports why)."""
+    from coursekit.tools.gallery import execute  # only when a notebook was over the budget
+    run = execute(path, Path(path).parent, progress=False)
+    return run.seconds if run.ok else float("inf")
 
 
 _rerun_seconds: dict[str, float] = {}
