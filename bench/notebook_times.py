@@ -67,6 +67,22 @@ del _coursekit_gpu_probe
 """
 GPU_MARKER = "COURSEKIT-GPU-PEAK"
 
+# --few-iterations: the loops whose count sets the time but not the memory (each pass holds the
+# same tensors as the last), cut to one or two passes. Every size that sets memory is kept: the
+# models and image sizes, images explained, samples and path points, curve steps, filters optimised
+# together, concept sets and runs, the data and the batches.
+FEW_ITERATIONS = {"epochs": 1, "ascent_steps": 2, "fourier_steps": 2, "dream_steps": 2,
+                  "memorise_epochs": 2, "finetune_epochs": 1, "cascade_steps": 2}
+FEW_ITERATIONS_CELL = """\
+def _coursekit_few_iterations():
+    import dataclasses
+    from coursekit import env
+    name = env.profile().name
+    env.PROFILES[name] = dataclasses.replace(env.PROFILES[name], **%r)
+_coursekit_few_iterations()
+del _coursekit_few_iterations
+""" % FEW_ITERATIONS
+
 
 @dataclasses.dataclass
 class CellCost:
@@ -222,8 +238,9 @@ def _first_line(source: str) -> str:
 
 
 def measure(path: Path, workdir: Path, profile_name: str, kill_above_gb: float, interval: float,
-            cell_timeout: int) -> NotebookCost:
-    """Run ``path`` in a fresh kernel (in ``workdir``) and measure it."""
+            cell_timeout: int, few_iterations: bool = False) -> NotebookCost:
+    """Run ``path`` in a fresh kernel (in ``workdir``) and measure it (``few_iterations``: with the
+    profile's loops cut to ``FEW_ITERATIONS`` first)."""
     import nbformat
     from nbclient import NotebookClient
     from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
@@ -238,6 +255,8 @@ def measure(path: Path, workdir: Path, profile_name: str, kill_above_gb: float, 
         with client.setup_kernel():
             monitor = TreeMonitor(client.km.provisioner.pid, kill_above_gb * GB, interval)
             monitor.start()
+            if few_iterations:
+                client.execute_cell(nbformat.v4.new_code_cell(FEW_ITERATIONS_CELL), 0, store_history=False)
             number = 0
             for index, cell in enumerate(notebook.cells):
                 if cell.cell_type != "code" or not cell.source.strip():
@@ -288,7 +307,7 @@ def _gb(value: int | None) -> str:
 
 def describe(cost: NotebookCost) -> str:
     heaviest, slowest = cost.heaviest, cost.slowest
-    budget = BUDGETS_GB.get(cost.profile)
+    budget = BUDGETS_GB.get(cost.profile.split()[0])
     over = []
     if budget is not None and cost.peak_bytes > budget * GB:
         over.append(f"OVER the {budget:g} GB budget")
@@ -313,7 +332,7 @@ def markdown_rows(costs: list[NotebookCost]) -> str:
         heaviest = cost.heaviest
         cell = f"{heaviest.number}: `{heaviest.first_line}`" if heaviest else "-"
         status = "" if cost.error is None else f" ({'killed' if cost.killed else 'failed'})"
-        budget = BUDGETS_GB.get(cost.profile)
+        budget = BUDGETS_GB.get(cost.profile.split()[0])
         over = " (over budget)" if budget is not None and cost.peak_bytes > budget * GB else ""
         rows.append(f"| {cost.profile} | {Path(cost.notebook).name} | {cost.seconds:.0f} s{status} | "
                     f"{cost.cpu_seconds:.0f} s | {_gb(cost.peak_bytes)}{over} | {_gb(cost.address_space_bytes)} | "
@@ -336,6 +355,11 @@ def main() -> int:
                         help="ImageNet models with random weights (runs quick/full offline)")
     parser.add_argument("--kill-above-gb", type=float, default=12.0,
                         help="kill a notebook whose process tree passes this resident memory (default 12)")
+    parser.add_argument("--few-iterations", action="store_true",
+                        help="cut the profile's training and ascent loops to one or two passes "
+                             f"({', '.join(f'{k}={v}' for k, v in FEW_ITERATIONS.items())}), every size "
+                             "that sets memory kept: the profile's memory in a fraction of its time "
+                             "(the wall times are then not the profile's)")
     parser.add_argument("--interval", type=float, default=0.1, help="seconds between memory samples")
     parser.add_argument("--cell-timeout", type=int, default=1800, help="seconds one cell may take")
     parser.add_argument("--json", type=Path, help="also write every measurement to this file")
@@ -356,12 +380,16 @@ def main() -> int:
         for path in notebooks:
             with tempfile.TemporaryDirectory() as workdir:
                 cost = measure(path, Path(workdir), profile_name, args.kill_above_gb, args.interval,
-                               args.cell_timeout)
+                               args.cell_timeout, args.few_iterations)
+            if args.few_iterations:
+                cost.profile += " (few iterations)"
             costs.append(cost)
             print(describe(cost), flush=True)
             if args.json:   # rewritten after every notebook: a stopped run keeps what it measured
                 args.json.write_text(json.dumps([dataclasses.asdict(c) for c in costs], indent=1))
     weights = "random ImageNet weights" if args.random_weights else "the profile's own weights"
+    if args.few_iterations:
+        weights += ", loops cut to " + ", ".join(f"{k}={v}" for k, v in FEW_ITERATIONS.items())
     print(f"\nprofile  notebook                                   wall time    CPU time   peak RSS   VmPeak  "
           f"({weights}, {os.cpu_count()} CPUs visible)")
     for cost in costs:

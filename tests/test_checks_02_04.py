@@ -86,6 +86,46 @@ def integrated_gradients_map(scores_model, image, baseline, class_index, steps):
     return (image - baseline) * tape.gradient(scores, points).numpy().mean(axis=0)
 
 
+def integrated_gradients_in_groups(scores_model, image, baseline, class_index, steps, points_per_tape=4):
+    """The task's own form: a tape per group of points (the check's 6-16 steps leave a smaller last group)."""
+    alphas = (np.arange(steps) + 0.5) / steps
+    total = np.zeros(image.shape)
+    for start in range(0, steps, points_per_tape):
+        group = alphas[start:start + points_per_tape]
+        points = tf.constant((baseline[None] + group[:, None, None, None] * (image - baseline)[None]).astype("float32"))
+        with tf.GradientTape() as tape:
+            tape.watch(points)
+            scores = scores_model(points)[:, class_index]
+        total += tape.gradient(scores, points).numpy().sum(axis=0)
+    return (image - baseline) * total / steps
+
+
+def integrated_gradients_without_last_group(scores_model, image, baseline, class_index, steps, points_per_tape=4):
+    """A slip of the grouped form: the loop stops one group early, so the last group is never sent."""
+    alphas = (np.arange(steps) + 0.5) / steps
+    total = np.zeros(image.shape)
+    for start in range(0, steps - points_per_tape, points_per_tape):
+        group = alphas[start:start + points_per_tape]
+        points = tf.constant((baseline[None] + group[:, None, None, None] * (image - baseline)[None]).astype("float32"))
+        with tf.GradientTape() as tape:
+            tape.watch(points)
+            scores = scores_model(points)[:, class_index]
+        total += tape.gradient(scores, points).numpy().sum(axis=0)
+    return (image - baseline) * total / steps
+
+
+def test_integrated_gradients_in_groups_passes_and_one_batch_too():
+    """03.4 asks for a tape per group of points; the one-batch form computes the same and keeps its points."""
+    assert outcome("03.4", integrated_gradients_in_groups).points == 3
+    assert outcome("03.4", integrated_gradients_map).points == 3
+
+
+def test_integrated_gradients_losing_the_last_group_fails_with_a_hint_on_it():
+    result = outcome("03.4", integrated_gradients_without_last_group)
+    assert not result.passed and result.points == 0
+    assert "only the first" in result.message and "last group" in result.message
+
+
 def integrated_gradients_with_coursekit(scores_model, image, baseline, class_index, steps):
     from coursekit import saliency
     return saliency.integrated_gradients(scores_model, image, class_index, baseline=baseline, steps=steps)[0]

@@ -202,27 +202,49 @@ def _(probability_gradient):
 # ----------------------------------------------------------------------------- 03.4
 
 def _integrated_variants(model, image, baseline, class_index, steps):
-    """Integrated Gradients and its usual slips, each ``(H, W, C)``, from one set of path gradients."""
+    """Integrated Gradients and its usual slips, each ``(H, W, C)``, from one set of path gradients.
+
+    The slips: the usual formula mistakes, and the grouped loop that sends only the first ``m`` of
+    the ``steps`` points (its last group forgotten), one variant per ``m``."""
     from .. import saliency
 
-    def mean_gradient(alphas):
+    def gradients_at(alphas):
         points = baseline[None] + alphas[:, None, None, None].astype("float32") * (image - baseline)[None]
         with untraced():
-            return saliency.input_gradients(model, points, class_index=class_index).astype("float64").mean(axis=0)
+            return saliency.input_gradients(model, points, class_index=class_index).astype("float64")
 
     k = np.arange(steps)
-    middle = mean_gradient((k + 0.5) / steps)
+    at_middles = gradients_at((k + 0.5) / steps)
+    middle = at_middles.mean(axis=0)
     difference = (image - baseline).astype("float64")
     right = difference * middle
-    at_image = mean_gradient(np.ones(1))
+    at_image = gradients_at(np.ones(1))[0]
+    first_points = np.cumsum(at_middles, axis=0)
     return right, {
         "no_difference": middle,
         "image_only": image * middle,
         "sum": difference * middle * steps,
-        "left": difference * mean_gradient(k / steps),
-        "right_end": difference * mean_gradient((k + 1) / steps),
+        "left": difference * gradients_at(k / steps).mean(axis=0),
+        "right_end": difference * gradients_at((k + 1) / steps).mean(axis=0),
         "input_x_gradient": difference * at_image,
+        **{f"first_points:{m}": difference * first_points[m - 1] / steps for m in range(1, steps)},
     }
+
+
+def _nearest_slip(got, right, variants) -> str | None:
+    """The name of the slip ``got`` matches (the nearest, where several do), or None."""
+    matching = {name: float(np.abs(got - variant).max()) for name, variant in variants.items()
+                if not close(variant, right, 2e-3) and close(got, variant, 2e-3)}
+    return min(matching, key=matching.get) if matching else None
+
+
+def _integrated_hint(slip: str, steps: int) -> str:
+    if slip.startswith("first_points:"):
+        counted = int(slip.split(":")[1])
+        return (f"your attributions use only the first {counted} of the {steps} points: every point counts "
+                "once, and the last group, which may hold fewer than points_per_tape points, must be sent "
+                "too (range(0, steps, points_per_tape) visits every group).")
+    return _INTEGRATED_HINTS[slip]
 
 
 _INTEGRATED_HINTS = {
@@ -261,15 +283,16 @@ def _(integrated_gradients_map):
         right, variants = _integrated_variants(model, image, baseline, class_index, steps)
         if close(got, right, 2e-3):
             continue
-        for name, variant in variants.items():
-            if not close(variant, right, 2e-3) and close(got, variant, 2e-3):
-                raise Hint(_INTEGRATED_HINTS[name])
+        slip = _nearest_slip(got, right, variants)
+        if slip:
+            raise Hint(_integrated_hint(slip, steps))
         scores = np.asarray(logits_model(np.stack([image, baseline])))[:, class_index]
         raise Hint(f"with steps = {steps}, your attributions add up to {got.sum():.4g}; those of Integrated "
                    f"Gradients add up to {right.sum():.4g}, close to score(image) - score(baseline) = "
                    f"{scores[0] - scores[1]:.4g} (completeness). Average the gradient of the class score at "
                    "baseline + alpha * (image - baseline) for alpha = (k + 0.5) / steps, k = 0, ..., steps - 1, "
-                   "then multiply by (image - baseline).")
+                   "then multiply by (image - baseline). Every point counts once: the last group may hold "
+                   "fewer than points_per_tape points.")
 
 
 # ----------------------------------------------------------------------------- 03.5
