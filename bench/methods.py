@@ -177,6 +177,7 @@ def ours(model, layer: str) -> dict:
 
 def peers(model, layer: str) -> dict:
     """tf-keras-vis, where it has the method: the peer library a lesson shows."""
+    from tf_keras_vis.gradcam import Gradcam
     from tf_keras_vis.gradcam_plus_plus import GradcamPlusPlus
     from tf_keras_vis.saliency import Saliency
     from tf_keras_vis.utils.scores import CategoricalScore
@@ -184,7 +185,11 @@ def peers(model, layer: str) -> dict:
     from coursekit import models
     logits_model = models.pre_softmax(model)
     saliency, plus_plus = Saliency(logits_model, clone=False), GradcamPlusPlus(logits_model, clone=False)
+    gradcam = Gradcam(logits_model, clone=False)
     return {
+        "vanilla_saliency": lambda b, c: np.asarray(saliency(CategoricalScore(list(c)), b, normalize_map=False)),
+        "grad_cam": lambda b, c: np.asarray(gradcam(CategoricalScore(list(c)), b, penultimate_layer=layer,
+                                                    seek_penultimate_conv_layer=False)),
         "smoothgrad": lambda b, c: np.asarray(saliency(CategoricalScore(list(c)), b, smooth_samples=SAMPLES,
                                                        smooth_noise=NOISE, normalize_map=False)),
         "grad_cam_plus_plus": lambda b, c: np.asarray(plus_plus(CategoricalScore(list(c)), b, penultimate_layer=layer,

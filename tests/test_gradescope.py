@@ -130,6 +130,11 @@ def test_zip_has_gradescope_layout_settings_and_cpu_requirements(autograder):
     assert "--python 3.12" in setup and "requirements.txt" in setup
 
 
+def test_the_autograders_memory_limit_is_the_graders_own_default():
+    from coursekit.tools import sandbox
+    assert gradescope.Config("04").memory_mb == sandbox.MEMORY_MB
+
+
 def test_build_refuses_what_it_cannot_build(tmp_path):
     empty = tmp_path / "cache"
     (empty / "models").mkdir(parents=True)

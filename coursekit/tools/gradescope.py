@@ -69,7 +69,8 @@ class Config:
     profile: str = "smoke"             # COURSEKIT_PROFILE of the student's kernel
     timeout: float = 600.0             # seconds for the notebook's cells
     check_timeout: float = 20.0        # seconds for all of its checks, afterwards
-    memory_mb: int = 10240             # address space per process, where the grader's sandbox runs
+    memory_mb: int = 6144              # address space per process, where the grader's sandbox runs
+                                       # (the sandbox's own default, sandbox.MEMORY_MB)
     visibility: str = "visible"        # when students see their feedback
     coursekit_commit: str = ""         # the repository's commit at build time ("" outside git)
     coursekit_changed: bool = False    # coursekit had changes not committed when it was bundled
@@ -381,7 +382,7 @@ def _package_files(folder: Path):
 
 
 def build(lesson: str, out: Path, root: Path = Path("."), profile: str = "smoke", timeout: float = 600.0,
-          check_timeout: float = 20.0, memory_mb: int = 10240, visibility: str = "visible",
+          check_timeout: float = 20.0, memory_mb: int = 6144, visibility: str = "visible",
           keras_cache: Path | None = None, coursekit_from: str = "bundle") -> Config:
     """Write the autograder zip to ``out``; returns the settings it holds. See the module docstring."""
     from .. import env
@@ -475,8 +476,8 @@ def main(argv=None) -> int:
     made.add_argument("--check-timeout", type=float, default=20, help="seconds for its checks (default 20)")
     made.add_argument("--visibility", default="visible", choices=VISIBILITIES,
                       help="when students see their feedback: visible (at once), after_due_date, after_published")
-    made.add_argument("--memory-mb", type=int, default=10240,
-                      help="address space per process where the grader's own sandbox runs (default 10240)")
+    made.add_argument("--memory-mb", type=int, default=Config.memory_mb,
+                      help=f"address space per process where the grader's own sandbox runs (default {Config.memory_mb})")
     made.add_argument("--keras-cache", type=Path, help="a Keras cache folder (with models/) to put the weights in "
                                                        "the zip, for a build without internet; default: setup.sh "
                                                        "downloads them on Gradescope")

@@ -59,8 +59,12 @@ from jupyter_client import AsyncKernelManager
 SYSTEM_FOLDERS = ("/usr", "/etc", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
 PASSED_VARIABLES = ("COURSEKIT_PROFILE", "COURSEKIT_REQUIRE_PRETRAINED", "COURSEKIT_RANDOM_WEIGHTS",
                     "TF_CPP_MIN_LOG_LEVEL", "LANG", "LC_ALL")
-MEMORY_MB = 10240      # per sandbox and per process: TensorFlow alone reserves about 2.5 GB of address
-                       # space, and Integrated Gradients on MobileNetV2 (lesson 03) needs more than 6 GB
+MEMORY_MB = 6144       # per sandbox and per process. The heaviest notebook in the smoke profile (the
+                       # grader's default) peaks at 4.2 GB of address space (solution 08; bench/
+                       # notebook_times.py --folders notebooks solutions): the rest is room for a less
+                       # frugal answer (solution 03 with every path point under one tape: 4.9 GB)
+MALLOC_ARENAS = "2"    # MALLOC_ARENA_MAX in the sandbox: glibc reserves 64 MB of address space per
+                       # arena, up to 8 per core, so without it the address space grows with the cores
 PROCESSES = 512        # processes and threads per sandbox: TensorFlow starts a few dozen threads
 TMP_MB = 1024          # /tmp, /var/tmp, HOME and the working folder together
 SHM_MB = 64            # /dev/shm (Docker's default)
@@ -479,7 +483,7 @@ class Sandbox:
         environment = {name: os.environ[name] for name in PASSED_VARIABLES if name in os.environ}
         environment.update(PYTHONPATH=str(coursekit_folder().parent), HOME=HOME, TMPDIR="/tmp",
                            IPYTHONDIR=f"{HOME}/.ipython", MPLCONFIGDIR=f"{HOME}/.config/matplotlib",
-                           PYDEVD_DISABLE_FILE_VALIDATION="1",
+                           PYDEVD_DISABLE_FILE_VALIDATION="1", MALLOC_ARENA_MAX=MALLOC_ARENAS,
                            PATH=f"{Path(sys.executable).parent}:/usr/local/bin:/usr/bin:/bin")
         if cache is not None:
             environment["COURSEKIT_OFFLINE_CACHE"] = str(cache)
