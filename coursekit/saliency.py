@@ -99,7 +99,7 @@ def smoothgrad(model: keras.Model, images, class_index=None, samples: int = 20, 
         for gradient, row in zip(gradients, rows):   # a fixed order: any batch_size gives the same sums
             totals[row] += gradient
         del noisy, gradients                          # free this batch before the next one is made
-    maps = (totals / samples).max(axis=-1).astype("float32")
+    maps = _channel_max(totals / samples).astype("float32")
     return scale_to_unit(maps) if normalize else maps
 
 
@@ -125,7 +125,17 @@ def _noisy_copies(images, rows, keys, sigmas, seed):
 def _to_map(gradients: np.ndarray, positive_only: bool) -> np.ndarray:
     """Gradient magnitudes (or positive parts), max over channels."""
     magnitude = np.maximum(gradients, 0) if positive_only else np.abs(gradients)
-    return magnitude.max(axis=-1).astype("float32")
+    return _channel_max(magnitude).astype("float32")
+
+
+def _channel_max(values: np.ndarray) -> np.ndarray:
+    """``values.max(axis=-1)`` for ``(..., C)``, the same numbers, taken channel by channel: numpy's
+    reduction over a short last axis is several times slower than C elementwise maxima."""
+    channels = np.moveaxis(values, -1, 0)
+    result = channels[0].copy()
+    for channel in channels[1:]:
+        np.maximum(result, channel, out=result)
+    return result
 
 
 def _gradients(model, batch: np.ndarray, classes: np.ndarray, batch_size: int | None, step=None) -> np.ndarray:
