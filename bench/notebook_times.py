@@ -334,8 +334,10 @@ def markdown_rows(costs: list[NotebookCost]) -> str:
         status = "" if cost.error is None else f" ({'killed' if cost.killed else 'failed'})"
         budget = BUDGETS_GB.get(cost.profile.split()[0])
         over = " (over budget)" if budget is not None and cost.peak_bytes > budget * GB else ""
-        rows.append(f"| {cost.profile} | {Path(cost.notebook).name} | {cost.seconds:.0f} s{status} | "
-                    f"{cost.cpu_seconds:.0f} s | {_gb(cost.peak_bytes)}{over} | {_gb(cost.address_space_bytes)} | "
+        cut = "few iterations" in cost.profile     # its times are not the profile's
+        wall, cpu = ("loops cut", "-") if cut else (f"{cost.seconds:.0f} s", f"{cost.cpu_seconds:.0f} s")
+        rows.append(f"| {cost.profile} | {cost.notebook} | {wall}{status} | "
+                    f"{cpu} | {_gb(cost.peak_bytes)}{over} | {_gb(cost.address_space_bytes)} | "
                     + (f"{_gb(cost.gpu_peak_bytes)} | " if gpu else "") + f"{cell} |")
     return "\n".join(rows)
 

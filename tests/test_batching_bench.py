@@ -44,3 +44,27 @@ def test_a_gpu_peak_gets_its_column_and_a_json_run_reads_back(tmp_path):
     assert loaded == measured
     rows = bench.markdown_rows(loaded).splitlines()
     assert "peak GPU memory" in rows[0] and "| 3.2 GB |" in rows[2]
+
+
+def test_few_iterations_cuts_only_the_loops_and_its_rows_show_no_time(monkeypatch):
+    """--few-iterations: the cell the kernel runs first cuts the training and ascent loops of the
+    profile it runs in and keeps every size that sets memory; its rows carry no wall time (it is not
+    the profile's) but are held to the profile's memory budget."""
+    import dataclasses as dc
+
+    from coursekit import env
+    bench = notebook_times()
+    monkeypatch.setenv("COURSEKIT_PROFILE", "full")
+    monkeypatch.setattr(env, "PROFILES", dict(env.PROFILES))
+    before = env.profile()
+    exec(bench.FEW_ITERATIONS_CELL, {})
+    after = env.profile()
+    changed = {f.name for f in dc.fields(before) if getattr(before, f.name) != getattr(after, f.name)}
+    assert changed == set(bench.FEW_ITERATIONS) - {k for k, v in bench.FEW_ITERATIONS.items() if getattr(before, k) == v}
+    assert changed and all(getattr(after, name) <= getattr(before, name) for name in changed)
+    for kept in ("explain_images", "ig_steps", "smoothgrad_samples", "curve_steps", "n_filters", "pattern_size",
+                 "batch_memory_mb", "concept_set_size", "concept_runs", "finetune_per_class", "cue_conflict_images"):
+        assert kept not in bench.FEW_ITERATIONS and getattr(after, kept) == getattr(before, kept)
+    rows = bench.markdown_rows([cost(bench, "full (few iterations)", 11.0)]).splitlines()
+    assert "loops cut" in rows[2] and "30 s" not in rows[2]
+    assert "11.0 GB (over budget)" in rows[2]               # full's 10 GB
