@@ -86,11 +86,12 @@ def integrated_gradients_map(scores_model, image, baseline, class_index, steps):
     return (image - baseline) * tape.gradient(scores, points).numpy().mean(axis=0)
 
 
-def integrated_gradients_in_groups(scores_model, image, baseline, class_index, steps, points_per_tape=4):
-    """The task's own form: a tape per group of points (the check's 6-16 steps leave a smaller last group)."""
+def grouped_integrated_gradients(scores_model, image, baseline, class_index, steps, points_per_tape, send_last):
+    """Integrated Gradients a tape per group of points; ``send_last=False`` is the slip of a loop
+    that stops one group early, so its last group is never sent."""
     alphas = (np.arange(steps) + 0.5) / steps
     total = np.zeros(image.shape)
-    for start in range(0, steps, points_per_tape):
+    for start in range(0, steps if send_last else steps - points_per_tape, points_per_tape):
         group = alphas[start:start + points_per_tape]
         points = tf.constant((baseline[None] + group[:, None, None, None] * (image - baseline)[None]).astype("float32"))
         with tf.GradientTape() as tape:
@@ -98,20 +99,16 @@ def integrated_gradients_in_groups(scores_model, image, baseline, class_index, s
             scores = scores_model(points)[:, class_index]
         total += tape.gradient(scores, points).numpy().sum(axis=0)
     return (image - baseline) * total / steps
+
+
+def integrated_gradients_in_groups(scores_model, image, baseline, class_index, steps, points_per_tape=4):
+    """The task's own form: a tape per group of points (the check's 6-16 steps leave a smaller last group)."""
+    return grouped_integrated_gradients(scores_model, image, baseline, class_index, steps, points_per_tape, True)
 
 
 def integrated_gradients_without_last_group(scores_model, image, baseline, class_index, steps, points_per_tape=4):
     """A slip of the grouped form: the loop stops one group early, so the last group is never sent."""
-    alphas = (np.arange(steps) + 0.5) / steps
-    total = np.zeros(image.shape)
-    for start in range(0, steps - points_per_tape, points_per_tape):
-        group = alphas[start:start + points_per_tape]
-        points = tf.constant((baseline[None] + group[:, None, None, None] * (image - baseline)[None]).astype("float32"))
-        with tf.GradientTape() as tape:
-            tape.watch(points)
-            scores = scores_model(points)[:, class_index]
-        total += tape.gradient(scores, points).numpy().sum(axis=0)
-    return (image - baseline) * total / steps
+    return grouped_integrated_gradients(scores_model, image, baseline, class_index, steps, points_per_tape, False)
 
 
 def test_integrated_gradients_in_groups_passes_and_one_batch_too():

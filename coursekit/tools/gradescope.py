@@ -382,7 +382,7 @@ def _package_files(folder: Path):
 
 
 def build(lesson: str, out: Path, root: Path = Path("."), profile: str = "smoke", timeout: float = 600.0,
-          check_timeout: float = 20.0, memory_mb: int = 6144, visibility: str = "visible",
+          check_timeout: float = 20.0, memory_mb: int = Config.memory_mb, visibility: str = "visible",
           keras_cache: Path | None = None, coursekit_from: str = "bundle") -> Config:
     """Write the autograder zip to ``out``; returns the settings it holds. See the module docstring."""
     from .. import env
